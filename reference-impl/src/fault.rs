@@ -1,0 +1,122 @@
+//! Named defects for the suite's self-test (`softbusd --fault NAME`).
+//!
+//! Each fault breaks exactly one behaviour the spec requires and names the requirement IDs it
+//! violates. Certifying the reference with a fault switched on must FAIL, and the failing cases
+//! must trace one of those IDs: that is how the suite proves it can catch the defect.
+
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! faults {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal, $reqs:literal, $desc:literal;)*) => {
+        /// One named defect.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Fault {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Fault {
+            /// The whole catalogue, in `--fault list` order.
+            pub const ALL: &'static [Fault] = &[$(Fault::$variant,)*];
+
+            /// The name given to `--fault`.
+            pub fn name(self) -> &'static str {
+                match self { $(Fault::$variant => $name,)* }
+            }
+
+            /// The requirement IDs this fault violates, comma-separated.
+            pub fn requirements(self) -> &'static str {
+                match self { $(Fault::$variant => $reqs,)* }
+            }
+
+            /// One-line description.
+            pub fn description(self) -> &'static str {
+                match self { $(Fault::$variant => $desc,)* }
+            }
+        }
+    };
+}
+
+faults! {
+    /// The replay window is not consulted.
+    AcceptReplay = "accept-replay", "REC-7", "accepts a replayed record (anti-replay window disabled)";
+    /// The handshake completes with a static key that is not pinned.
+    AcceptUnpinned = "accept-unpinned", "HS-6,HS-7", "completes a handshake with an unpinned static key";
+    /// Each record sequence number is used twice.
+    NonceReuse = "nonce-reuse", "REC-3", "reuses every AES-GCM nonce (record seq) twice";
+    /// DATA payloads leave unencrypted.
+    PlaintextData = "plaintext-data", "REC-1,SEC-1", "sends session data in plaintext with a zero tag";
+    /// PERM_REQUEST is granted without asking the user.
+    GrantWithoutPrompt = "grant-without-prompt", "PERM-3", "grants every permission request without asking the prompt policy";
+    /// Revoked grants keep working.
+    IgnoreRevocation = "ignore-revocation", "PERM-11", "keeps honouring a grant after it was revoked";
+    /// Expired grants keep working.
+    IgnoreExpiry = "ignore-expiry", "PERM-13", "keeps honouring a grant after it expired";
+    /// A grant can be used by any paired peer.
+    GrantNotBound = "grant-not-bound", "PERM-9", "honours a grant presented by a peer other than its holder";
+    /// No heartbeats are sent.
+    SkipHeartbeat = "skip-heartbeat", "LIVE-1", "never sends heartbeats";
+    /// Peers are never declared lost.
+    NoDeviceLoss = "no-device-loss", "LIVE-4", "never declares a silent peer lost";
+    /// Wrong PINs are never rate-limited.
+    NoPinRateLimit = "no-pin-rate-limit", "PAIR-9", "never rate-limits wrong PIN attempts";
+    /// The initiator's key confirmation is not checked.
+    AcceptWrongPin = "accept-wrong-pin", "PAIR-6", "pairs even when the initiator's confirmation (PIN) is wrong";
+    /// A frame larger than the link MTU crashes the daemon.
+    OversizedCrash = "oversized-crash", "FRAME-4,ERR-1", "crashes on a frame larger than the link MTU";
+    /// Messages over the channel limit are accepted.
+    AcceptOversizedMessage = "accept-oversized-message", "SESS-9", "accepts a message larger than the channel's size limit";
+    /// Sessions to services that do not exist are accepted.
+    AcceptUnknownService = "accept-unknown-service", "SESS-4", "accepts a session for a service it does not offer";
+    /// Reliable messages are delivered in arrival order.
+    UnorderedDelivery = "unordered-delivery", "REL-3", "delivers reliable messages in arrival order instead of rseq order";
+    /// The advert's device ID does not match its key.
+    AdvertMismatch = "advert-mismatch", "DISC-8", "advertises a device ID that does not derive from its public key";
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `--fault` named no fault in the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown fault '{0}'; run `softbusd --fault list` for the catalogue")]
+pub struct UnknownFault(pub String);
+
+impl FromStr for Fault {
+    type Err = UnknownFault;
+    fn from_str(s: &str) -> Result<Fault, UnknownFault> {
+        Fault::ALL
+            .iter()
+            .copied()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| UnknownFault(s.to_string()))
+    }
+}
+
+/// The catalogue as `softbusd --fault list` prints it: `NAME<TAB>IDS<TAB>description` per line.
+pub fn catalogue() -> String {
+    Fault::ALL
+        .iter()
+        .map(|f| format!("{}\t{}\t{}\n", f.name(), f.requirements(), f.description()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_has_unique_names_and_parses_back() {
+        assert!(Fault::ALL.len() >= 12);
+        for f in Fault::ALL {
+            assert_eq!(f.name().parse::<Fault>(), Ok(*f));
+        }
+        let lines: Vec<_> = catalogue().lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), Fault::ALL.len());
+        assert!(lines.iter().all(|l| l.split('\t').count() == 3));
+        assert!("no-such".parse::<Fault>().is_err());
+    }
+}

@@ -1,0 +1,295 @@
+//! Two sans-IO endpoints joined in memory with virtual time (quinn-style `Pair`): pairing,
+//! handshake, sessions, permissions and liveness, all without a socket or a real clock.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use softbus::capability::{Capability, Metrics};
+use softbus::endpoint::{Config, Endpoint, Event, LinkAddr, PromptPolicy};
+use softbus::wire::msg::{ChannelKind, PermResult, Qos, Scope};
+use softbus::wire::Code;
+use softbus::{DeviceId, Fault, Identity};
+
+struct Pair {
+    now: Instant,
+    a: Endpoint,
+    b: Endpoint,
+    a_addr: LinkAddr,
+    b_addr: LinkAddr,
+    a_events: VecDeque<Event>,
+    b_events: VecDeque<Event>,
+    /// Drop every Nth datagram (0 = none).
+    drop_every: usize,
+    sent: usize,
+}
+
+fn addr(port: u16) -> LinkAddr {
+    LinkAddr::Ip(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn config(name: &str, pin: Option<&str>) -> Config {
+    Config {
+        name: name.into(),
+        hb_interval: Duration::from_millis(200),
+        pin: pin.map(str::to_owned),
+        prompt_policy: PromptPolicy::Approve,
+        prompt_timeout: Duration::from_millis(500),
+        lockout: Duration::from_secs(3),
+        capabilities: vec![Capability {
+            name: "speaker.main".into(),
+            kind: "speaker".into(),
+            metrics: Metrics::default(),
+        }],
+        ..Config::default()
+    }
+}
+
+impl Pair {
+    fn new(a_cfg: Config, b_cfg: Config) -> Pair {
+        let now = Instant::now();
+        let mk = |cfg, seed: u8| {
+            Endpoint::new(
+                cfg,
+                Identity::from_secret([seed; 32]),
+                softbus::trust::TrustStore::new(),
+                [seed; 32],
+                now,
+                1_700_000_000,
+            )
+        };
+        Pair {
+            now,
+            a: mk(a_cfg, 1),
+            b: mk(b_cfg, 2),
+            a_addr: addr(1000),
+            b_addr: addr(2000),
+            a_events: VecDeque::new(),
+            b_events: VecDeque::new(),
+            drop_every: 0,
+            sent: 0,
+        }
+    }
+
+    /// Move datagrams and fire timers until both are idle or `limit` of virtual time passed.
+    fn drive_for(&mut self, limit: Duration) {
+        let end = self.now + limit;
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.a.poll_transmit() {
+                progressed = true;
+                self.sent += 1;
+                if self.drop_every == 0 || self.sent % self.drop_every != 0 {
+                    self.b.handle_datagram(self.now, self.a_addr.clone(), &t.data);
+                }
+            }
+            while let Some(t) = self.b.poll_transmit() {
+                progressed = true;
+                self.sent += 1;
+                if self.drop_every == 0 || self.sent % self.drop_every != 0 {
+                    self.a.handle_datagram(self.now, self.b_addr.clone(), &t.data);
+                }
+            }
+            while let Some(e) = self.a.poll_event() {
+                self.a_events.push_back(e);
+            }
+            while let Some(e) = self.b.poll_event() {
+                self.b_events.push_back(e);
+            }
+            if progressed {
+                continue;
+            }
+            let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    self.a.handle_timeout(self.now);
+                    self.b.handle_timeout(self.now);
+                }
+                _ => {
+                    self.now = end;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drive(&mut self) {
+        self.drive_for(Duration::from_millis(50));
+    }
+
+    fn ids(&self) -> (DeviceId, DeviceId) {
+        (self.a.identity().device_id(), self.b.identity().device_id())
+    }
+
+    fn pair_and_connect(&mut self) {
+        self.a.pair(self.now, self.b_addr.clone(), "123456").unwrap();
+        self.drive();
+        self.a.connect(self.now, self.b_addr.clone());
+        self.drive();
+        assert!(self.a_events.iter().any(|e| matches!(e, Event::Connected { .. })), "{:?}", self.a_events);
+        assert!(self.b_events.iter().any(|e| matches!(e, Event::Connected { .. })), "{:?}", self.b_events);
+    }
+
+    fn take_a(&mut self) -> Vec<Event> {
+        self.a_events.drain(..).collect()
+    }
+}
+
+#[test]
+fn right_pin_pairs_and_pins_both_keys() {
+    let mut p = Pair::new(config("a", None), config("b", Some("123456")));
+    p.a.pair(p.now, p.b_addr.clone(), "123456").unwrap();
+    p.drive();
+    let (ida, idb) = p.ids();
+    assert!(p.a_events.iter().any(|e| matches!(e, Event::Paired { peer, .. } if *peer == idb)));
+    assert!(p.b_events.iter().any(|e| matches!(e, Event::Paired { peer, .. } if *peer == ida)));
+    assert!(p.a.trust_store().is_pinned(p.b.identity().public()));
+    assert!(p.b.trust_store().is_pinned(p.a.identity().public()));
+}
+
+#[test]
+fn wrong_pin_fails_and_is_rate_limited() {
+    let mut p = Pair::new(config("a", None), config("b", Some("123456")));
+    for _ in 0..3 {
+        p.a.pair(p.now, p.b_addr.clone(), "000000").unwrap();
+        p.drive();
+    }
+    assert!(!p.b.trust_store().is_pinned(p.a.identity().public()));
+    p.take_a();
+    p.a.pair(p.now, p.b_addr.clone(), "123456").unwrap();
+    p.drive();
+    assert!(p
+        .take_a()
+        .iter()
+        .any(|e| matches!(e, Event::PairingFailed { code: Code::RateLimited, .. })));
+    p.drive_for(Duration::from_secs(4));
+    p.a.pair(p.now, p.b_addr.clone(), "123456").unwrap();
+    p.drive();
+    assert!(p.take_a().iter().any(|e| matches!(e, Event::Paired { .. })));
+}
+
+#[test]
+fn unpinned_handshake_is_rejected() {
+    let mut p = Pair::new(config("a", None), config("b", Some("123456")));
+    p.a.connect(p.now, p.b_addr.clone());
+    p.drive();
+    assert!(p
+        .take_a()
+        .iter()
+        .any(|e| matches!(e, Event::HandshakeFailed { code: Code::UnknownPeer, .. })));
+}
+
+#[test]
+fn sessions_echo_in_order_even_with_loss() {
+    let mut p = Pair::new(config("a", None), config("b", Some("123456")));
+    p.pair_and_connect();
+    let (_, idb) = p.ids();
+    let sid = p.a.open_session(p.now, idb, "echo", ChannelKind::Message, Qos::Interactive).unwrap();
+    p.drive();
+    assert!(p.take_a().iter().any(|e| matches!(e, Event::SessionOpened { session_id, .. } if *session_id == sid)));
+    p.drop_every = 5;
+    for i in 0..40u32 {
+        p.a.send(p.now, idb, sid, &i.to_be_bytes()).unwrap();
+    }
+    let big = vec![7u8; 20_000];
+    p.a.send(p.now, idb, sid, &big).unwrap();
+    p.drive_for(Duration::from_secs(5));
+    let got: Vec<Vec<u8>> = p
+        .take_a()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message { data, .. } => Some(data),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.len(), 41);
+    for (i, d) in got.iter().take(40).enumerate() {
+        assert_eq!(d, &(i as u32).to_be_bytes());
+    }
+    assert_eq!(got[40], big);
+}
+
+#[test]
+fn unknown_service_is_rejected() {
+    let mut p = Pair::new(config("a", None), config("b", Some("123456")));
+    p.pair_and_connect();
+    let (_, idb) = p.ids();
+    p.a.open_session(p.now, idb, "nope", ChannelKind::Message, Qos::BestEffort).unwrap();
+    p.drive();
+    assert!(p
+        .take_a()
+        .iter()
+        .any(|e| matches!(e, Event::SessionRejected { code: Code::UnknownService, .. })));
+}
+
+#[test]
+fn permission_grant_use_revoke_and_deny() {
+    let mut p = Pair::new(config("a", None), config("b", Some("123456")));
+    p.pair_and_connect();
+    let (_, idb) = p.ids();
+    p.a.request_permission(p.now, idb, "speaker.main", Scope::UntilRevoked, 0).unwrap();
+    p.drive();
+    let grant = p
+        .take_a()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::PermissionResult { result: PermResult::Granted, grant_id, .. } => Some(grant_id),
+            _ => None,
+        })
+        .expect("granted");
+    p.a.invoke(p.now, idb, "speaker.main", grant, b"play").unwrap();
+    p.drive();
+    assert!(p.take_a().iter().any(|e| matches!(e, Event::CapabilityResult { status: Code::Ok, .. })));
+    p.b.revoke(p.now, grant).unwrap();
+    p.drive();
+    assert!(p.take_a().iter().any(|e| matches!(e, Event::GrantRevoked { .. })));
+    p.a.invoke(p.now, idb, "speaker.main", grant, b"play").unwrap();
+    p.drive();
+    assert!(p
+        .take_a()
+        .iter()
+        .any(|e| matches!(e, Event::CapabilityResult { status: Code::GrantRevoked, .. })));
+    p.b.set_prompt_policy(PromptPolicy::Deny);
+    p.a.request_permission(p.now, idb, "speaker.main", Scope::Once, 0).unwrap();
+    p.drive();
+    assert!(p
+        .take_a()
+        .iter()
+        .any(|e| matches!(e, Event::PermissionResult { result: PermResult::Denied, .. })));
+    p.b.set_prompt_policy(PromptPolicy::Timeout);
+    p.a.request_permission(p.now, idb, "speaker.main", Scope::Once, 0).unwrap();
+    p.drive_for(Duration::from_millis(600));
+    assert!(p
+        .take_a()
+        .iter()
+        .any(|e| matches!(e, Event::PermissionResult { result: PermResult::Timeout, .. })));
+}
+
+#[test]
+fn silent_peer_is_declared_lost() {
+    let mut p = Pair::new(config("a", None), config("b", Some("123456")));
+    p.pair_and_connect();
+    p.drop_every = 1; // the link dies
+    p.drive_for(Duration::from_secs(2));
+    assert!(p.take_a().iter().any(|e| matches!(e, Event::PeerLost { .. })));
+}
+
+#[test]
+fn faulty_device_grants_without_prompt() {
+    let mut b = config("b", Some("123456"));
+    b.prompt_policy = PromptPolicy::Deny;
+    b.faults = vec![Fault::GrantWithoutPrompt];
+    let mut p = Pair::new(config("a", None), b);
+    p.pair_and_connect();
+    let (_, idb) = p.ids();
+    p.a.request_permission(p.now, idb, "speaker.main", Scope::Once, 0).unwrap();
+    p.drive();
+    assert!(p
+        .take_a()
+        .iter()
+        .any(|e| matches!(e, Event::PermissionResult { result: PermResult::Granted, .. })));
+}
