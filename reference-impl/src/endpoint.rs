@@ -262,10 +262,13 @@ pub enum ApiError {
 // ---------------------------------------------------------------------------------------------
 
 const HANDSHAKE_RETRY: Duration = Duration::from_millis(500);
-const HANDSHAKE_TRIES: u32 = 6;
+/// HANDSHAKE_1 is sent at most this many times (1 + 4 retransmissions, doubling from 500 ms).
+const HANDSHAKE_TRIES: u32 = 5;
+const HALF_OPEN_LIFETIME: Duration = Duration::from_secs(10);
 const PAIRING_TIMEOUT: Duration = Duration::from_secs(10);
 const PAIR_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const PAIR_FAILURES_BEFORE_LOCKOUT: usize = 3;
+const MAX_LOCKOUT: Duration = Duration::from_secs(3600);
 const INITIAL_RTO: Duration = Duration::from_millis(200);
 const MAX_RTO: Duration = Duration::from_secs(2);
 const MAX_TRIES: u32 = 8;
@@ -284,6 +287,8 @@ struct PairInit {
 }
 
 struct PairResp {
+    /// The PAIR_RESPONSE sent, repeated byte for byte for a repeated PAIR_REQUEST.
+    response: Vec<u8>,
     transcript: PairingTranscript,
     peer_key: [u8; 32],
     deadline: Instant,
@@ -669,8 +674,8 @@ impl Endpoint {
 
     // ------------------------------------------------------------------ commands
 
-    /// Forget every peer, connection, grant and pairing attempt; restore the configured PIN
-    /// and prompt policy. The identity is kept.
+    /// Forget every peer, connection, grant and pairing attempt; clear the PIN and set the prompt
+    /// policy to deny (spec 14). The identity is kept.
     pub fn reset(&mut self) {
         self.trust = TrustStore::new();
         self.conns.clear();
@@ -684,8 +689,9 @@ impl Endpoint {
         self.transmits.clear();
         self.events.clear();
         self.counters = Counters::default();
-        self.pin = self.cfg.pin.clone();
-        self.policy = self.cfg.prompt_policy;
+        // Spec 14: after reset a device has no PIN and denies every prompt until told otherwise.
+        self.pin = None;
+        self.policy = PromptPolicy::Deny;
         self.events.push_back(Event::TrustStoreChanged);
     }
 
@@ -1161,7 +1167,7 @@ impl Endpoint {
                         });
                     } else {
                         *tries += 1;
-                        *retry_at = now + HANDSHAKE_RETRY;
+                        *retry_at = now + HANDSHAKE_RETRY * (1 << (*tries - 1).min(8));
                         let t = Transmit {
                             dst: conn.addr.clone(),
                             data: hs1.clone(),
@@ -1253,7 +1259,7 @@ impl Endpoint {
         }
         if self.pair_failures.len() >= PAIR_FAILURES_BEFORE_LOCKOUT {
             let factor = 1u32 << self.lockouts.min(10);
-            self.lockout_until = Some(now + self.cfg.lockout * factor);
+            self.lockout_until = Some(now + (self.cfg.lockout * factor).min(MAX_LOCKOUT));
             self.lockouts += 1;
             self.pair_failures.clear();
         }
@@ -1286,8 +1292,25 @@ impl Endpoint {
             self.pair_result(&from, pairing_id, Code::RateLimited, [0; 32]);
             return;
         }
-        if self.pair_resp.contains_key(&(from.clone(), pairing_id)) {
-            return; // duplicate request; the response is already on its way
+        if let Some(p) = self.pair_resp.get(&(from.clone(), pairing_id)) {
+            // A repeated request (our response was lost): answer it identically.
+            let t = Transmit {
+                dst: from,
+                data: p.response.clone(),
+            };
+            self.transmits.push_back(t);
+            return;
+        }
+        // One pending pairing at a time: a new attempt replaces the pending one, which counts
+        // as a failed guess (otherwise parallel requests would bypass the rate limit).
+        if !self.pair_resp.is_empty() {
+            self.pair_resp.clear();
+            self.record_pair_failure(now);
+            if self.lockout_until.is_some_and(|t| now < t) {
+                self.counters.rate_limited += 1;
+                self.pair_result(&from, pairing_id, Code::RateLimited, [0; 32]);
+                return;
+            }
         }
         let Some(pin) = self.pin.clone() else {
             self.pair_result(&from, pairing_id, Code::PairingFailed, [0; 32]);
@@ -1304,21 +1327,24 @@ impl Endpoint {
         };
         let transcript = PairingTranscript::new(key, &peer_key, self.identity.public(), &msg_a, &msg_b);
         let confirm = transcript.responder_confirm();
-        self.send_frame(
-            &from,
-            Frame {
-                conn_id: 0,
-                body: Body::PairResponse {
-                    pairing_id,
-                    static_key: *self.identity.public(),
-                    spake_msg,
-                    confirm,
-                },
+        let response = Frame {
+            conn_id: 0,
+            body: Body::PairResponse {
+                pairing_id,
+                static_key: *self.identity.public(),
+                spake_msg,
+                confirm,
             },
-        );
+        }
+        .to_vec();
+        self.transmits.push_back(Transmit {
+            dst: from.clone(),
+            data: response.clone(),
+        });
         self.pair_resp.insert(
             (from, pairing_id),
             PairResp {
+                response,
                 transcript,
                 peer_key,
                 deadline: now + PAIRING_TIMEOUT,
@@ -1500,7 +1526,7 @@ impl Endpoint {
                 state: ConnState::AwaitHs3 {
                     hs: Box::new(hs),
                     hs2: frame,
-                    deadline: now + HANDSHAKE_RETRY * HANDSHAKE_TRIES,
+                    deadline: now + HALF_OPEN_LIFETIME,
                 },
                 last_tx: now,
                 last_rx: now,
@@ -1609,10 +1635,9 @@ impl Endpoint {
         };
         let mut payload = [0u8; 1024];
         let Ok(n) = hs.read_message(noise, &mut payload) else {
-            self.counters.handshakes_rejected += 1;
-            // Noise state is poisoned by a failed read; a tampered HANDSHAKE_3 ends the attempt.
-            let remote = conn.remote_id;
-            self.reject(&from, remote, Code::ProtocolViolation);
+            // Noise state is poisoned by a failed read: a tampered HANDSHAKE_3 ends the attempt
+            // silently (spec 6), so an attacker learns nothing.
+            self.counters.auth_failed += 1;
             let _ = (hs2, deadline);
             return;
         };
@@ -1744,6 +1769,16 @@ impl Endpoint {
                 self.counters.malformed_messages += 1;
                 tracing::debug!(%err, "malformed inner message");
                 let offending = plaintext.first().copied().unwrap_or(0);
+                // A malformed reliable message still occupies its rseq: acknowledge it so the
+                // sender does not retransmit it forever (spec 8).
+                let rseq = plaintext
+                    .get(1..5)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(0);
+                if rseq > 0 {
+                    self.consume_rseq(now, local_id, rseq);
+                }
                 self.send_unreliable(
                     now,
                     local_id,
@@ -1806,6 +1841,32 @@ impl Endpoint {
                     self.dispatch(now, local_id, b);
                 }
             }
+        }
+    }
+
+    /// Mark `rseq` as received without delivering anything, then acknowledge.
+    fn consume_rseq(&mut self, now: Instant, local_id: u32, rseq: u32) {
+        let Some(Conn {
+            state: ConnState::Established(s),
+            ..
+        }) = self.conns.get_mut(&local_id)
+        else {
+            return;
+        };
+        let mut deliver = Vec::new();
+        if rseq == s.rx_next {
+            s.rx_next += 1;
+            while let Some(b) = s.rx_buf.remove(&s.rx_next) {
+                deliver.push(b);
+                s.rx_next += 1;
+            }
+        } else if rseq > s.rx_next && rseq - s.rx_next < RECV_AHEAD {
+            s.rx_buf.entry(rseq).or_insert(MsgBody::Heartbeat);
+        }
+        let ack = s.rx_next;
+        self.send_unreliable(now, local_id, MsgBody::Ack { next_expected: ack });
+        for b in deliver {
+            self.dispatch(now, local_id, b);
         }
     }
 

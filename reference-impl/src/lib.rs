@@ -17,8 +17,11 @@
 //! `capability` or `fault` performs I/O, reads a clock or draws OS randomness.
 
 pub mod capability;
+pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod crypto;
-// pub mod discovery;
+pub mod discovery;
 pub mod endpoint;
 pub mod fault;
 pub mod trust;

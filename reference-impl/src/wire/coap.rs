@@ -1083,7 +1083,7 @@ mod tests {
     fn rejects_reserved_token_lengths() {
         for tkl in 9u8..=15 {
             let mut bytes = vec![0x50 | tkl, 0x01, 0, 1];
-            bytes.extend(std::iter::repeat(0xAA).take(usize::from(tkl)));
+            bytes.resize(4 + usize::from(tkl), 0xAA);
             assert_eq!(
                 CoapMessage::parse(&bytes),
                 Err(CoapError::ReservedTokenLength(tkl))

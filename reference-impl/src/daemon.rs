@@ -1,0 +1,423 @@
+//! The tokio driver behind `softbusd`: sockets, timers, the trust-store file, CoAP discovery and
+//! the tester control channel around one sans-IO [`Endpoint`].
+//!
+//! One task owns the endpoint and serialises everything that touches it (datagrams, timer
+//! expiries, control commands), so the core needs no locks. TCP links and control clients get a
+//! task each and talk to the owner through channels.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use rand::{Rng, RngCore};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::DaemonConfig;
+use crate::control::{self, ControlError, Request};
+use crate::discovery::{Advert, Responder};
+use crate::endpoint::{Endpoint, Event, LinkAddr};
+use crate::trust::TrustStore;
+use crate::{Fault, Identity};
+
+/// How many events the control channel's `events` op can look back over.
+const EVENT_HISTORY: usize = 10_000;
+
+/// Load or create the identity key file (hex X25519 secret, mode 0600).
+pub fn load_identity(path: &Path) -> anyhow::Result<Identity> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let raw = hex::decode(text.trim())
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                .with_context(|| format!("{}: identity key must be 64 hex digits (a 32-byte X25519 secret)", path.display()))?;
+            Ok(Identity::from_secret(raw))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = Identity::generate(&mut rand::rngs::OsRng);
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, hex::encode(id.secret()))
+                .with_context(|| format!("{}: cannot create identity key", path.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+            }
+            std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot create identity key", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("{}: cannot read identity key", path.display())),
+    }
+}
+
+/// A command from a control client, with the channel for its answer.
+struct ControlCmd {
+    req: Request,
+    reply: oneshot::Sender<Result<Value, ControlError>>,
+}
+
+/// Frames arriving over TCP links.
+struct TcpFrame {
+    from: SocketAddr,
+    data: Vec<u8>,
+}
+
+/// What the daemon bound, reported on stdout at start so launchers can find free ports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Bound {
+    /// Device ID.
+    pub device_id: String,
+    /// UDP frame socket.
+    pub udp: SocketAddr,
+    /// TCP frame listener.
+    pub tcp: Option<SocketAddr>,
+    /// Unicast CoAP socket.
+    pub coap: Option<SocketAddr>,
+    /// Control server.
+    pub control: Option<SocketAddr>,
+}
+
+fn multicast_socket(group: Ipv4Addr, port: u16, iface: Ipv4Addr) -> anyhow::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&SocketAddrV4::new(group, port).into())
+        .with_context(|| format!("discovery: cannot bind {group}:{port}"))?;
+    s.join_multicast_v4(&group, &iface)
+        .with_context(|| format!("discovery: cannot join {group} on interface {iface}"))?;
+    s.set_nonblocking(true)?;
+    Ok(UdpSocket::from_std(s.into())?)
+}
+
+/// Run the daemon until `shutdown` resolves. Prints one JSON line describing what it bound.
+pub async fn run(cfg: DaemonConfig, faults: Vec<Fault>, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let identity = load_identity(&cfg.device.identity_key)?;
+    let trust = TrustStore::load(&cfg.device.trust_store)?;
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut ep = Endpoint::new(cfg.endpoint_config(faults.clone()), identity.clone(), trust, seed, Instant::now(), unix);
+
+    let udp = Arc::new(
+        UdpSocket::bind(cfg.listen.udp)
+            .await
+            .with_context(|| format!("listen.udp: cannot bind {}", cfg.listen.udp))?,
+    );
+    let udp_addr = udp.local_addr()?;
+
+    // TCP links: a listener, a reader task per link, writers kept here by peer address.
+    let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpFrame>(1024);
+    let (tcp_new_tx, mut tcp_new_rx) = mpsc::channel::<(SocketAddr, tokio::net::tcp::OwnedWriteHalf)>(64);
+    let mut tcp_writers: HashMap<SocketAddr, tokio::net::tcp::OwnedWriteHalf> = HashMap::new();
+    let tcp_addr = match cfg.listen.tcp {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen.tcp: cannot bind {addr}"))?;
+            let local = l.local_addr()?;
+            let tcp_tx = tcp_tx.clone();
+            let tcp_new_tx = tcp_new_tx.clone();
+            let mtu = cfg.device.mtu;
+            tokio::spawn(async move {
+                while let Ok((stream, peer)) = l.accept().await {
+                    let _ = stream.set_nodelay(true);
+                    let (r, w) = stream.into_split();
+                    if tcp_new_tx.send((peer, w)).await.is_err() {
+                        return;
+                    }
+                    tokio::spawn(tcp_reader(r, peer, tcp_tx.clone(), mtu));
+                }
+            });
+            Some(local)
+        }
+        None => None,
+    };
+
+    // Discovery.
+    let advert_port = udp_addr.port();
+    let mut advert = Advert::new(*identity.public(), cfg.device.name.clone(), cfg.device.device_type.clone(), advert_port);
+    advert.caps = {
+        let mut kinds: Vec<String> = cfg.capabilities.iter().map(|c| c.kind.clone()).collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    };
+    advert.hb = cfg.device.heartbeat_interval_ms.min(u32::MAX as u64) as u32;
+    advert.pt = cfg.device.prompt_timeout_ms.min(u32::MAX as u64) as u32;
+    advert.pair = cfg.device.pin.is_some();
+    if faults.contains(&Fault::AdvertMismatch) {
+        advert.id[0] ^= 0xff;
+    }
+    let mut responder = Responder::new(advert).with_first_message_id(rand::thread_rng().gen());
+    let (coap_mc, coap_uc) = if cfg.discovery.enabled {
+        let d = &cfg.discovery;
+        let mc = multicast_socket(d.group, d.port, d.interface)?;
+        let uc_ip = if d.interface.is_unspecified() { Ipv4Addr::UNSPECIFIED } else { d.interface };
+        let uc = UdpSocket::bind(SocketAddrV4::new(uc_ip, d.unicast_port))
+            .await
+            .with_context(|| format!("discovery.unicast_port: cannot bind {uc_ip}:{}", d.unicast_port))?;
+        (Some(mc), Some(Arc::new(uc)))
+    } else {
+        (None, None)
+    };
+
+    // Control channel.
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlCmd>(64);
+    let control_addr = match cfg.control.tcp {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("control.tcp: cannot bind {addr}"))?;
+            let local = l.local_addr()?;
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = l.accept().await {
+                    tokio::spawn(control_client(stream, ctl_tx.clone()));
+                }
+            });
+            Some(local)
+        }
+        None => None,
+    };
+
+    let bound = Bound {
+        device_id: identity.device_id().to_hex(),
+        udp: udp_addr,
+        tcp: tcp_addr,
+        coap: coap_uc.as_ref().and_then(|s| s.local_addr().ok()),
+        control: control_addr,
+    };
+    println!("{}", serde_json::to_string(&bound)?);
+    tracing::info!(device = %identity.device_id(), udp = %udp_addr, ?tcp_addr, ?control_addr, "softbusd running");
+
+    let mut events: VecDeque<(u64, Value)> = VecDeque::new();
+    let mut event_seq: u64 = 0;
+    let mut pending_coap: Vec<(Instant, SocketAddr, Vec<u8>)> = Vec::new();
+    let mut udp_buf = vec![0u8; 65536];
+    let mut mc_buf = vec![0u8; 2048];
+    let mut uc_buf = vec![0u8; 2048];
+    let trust_path = cfg.device.trust_store.clone();
+    tokio::pin!(shutdown);
+
+    loop {
+        // Outputs first: transmit, then events, then timers.
+        while let Some(t) = ep.poll_transmit() {
+            match t.dst {
+                LinkAddr::Ip(addr) => {
+                    if let Some(w) = tcp_writers.get_mut(&addr) {
+                        let mut framed = (t.data.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&t.data);
+                        if w.write_all(&framed).await.is_err() {
+                            tcp_writers.remove(&addr);
+                        }
+                    } else if let Err(e) = udp.send_to(&t.data, addr).await {
+                        tracing::debug!(%addr, %e, "udp send failed");
+                    }
+                }
+                other => tracing::warn!(dst = %other, "no driver for this link in softbusd"),
+            }
+        }
+        while let Some(ev) = ep.poll_event() {
+            if matches!(ev, Event::TrustStoreChanged) {
+                if let Err(e) = ep.trust_store().save(&trust_path) {
+                    tracing::error!(%e, "cannot persist trust store");
+                }
+            }
+            tracing::info!(event = ?ev, "event");
+            event_seq += 1;
+            let mut v = serde_json::to_value(&ev).unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut v {
+                m.insert("seq".into(), json!(event_seq));
+            }
+            events.push_back((event_seq, v));
+            if events.len() > EVENT_HISTORY {
+                events.pop_front();
+            }
+        }
+        let now = Instant::now();
+        let mut i = 0;
+        while i < pending_coap.len() {
+            if pending_coap[i].0 <= now {
+                let (_, to, data) = pending_coap.swap_remove(i);
+                if let Some(uc) = &coap_uc {
+                    let _ = uc.send_to(&data, to).await;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        let deadline = [ep.poll_timeout(), pending_coap.iter().map(|p| p.0).min()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + Duration::from_secs(3600));
+
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+            r = udp.recv_from(&mut udp_buf) => {
+                if let Ok((n, from)) = r {
+                    ep.handle_datagram(Instant::now(), LinkAddr::Ip(from), &udp_buf[..n]);
+                }
+            }
+            Some(f) = tcp_rx.recv() => {
+                ep.handle_datagram(Instant::now(), LinkAddr::Ip(f.from), &f.data);
+            }
+            Some((peer, w)) = tcp_new_rx.recv() => {
+                tcp_writers.insert(peer, w);
+            }
+            r = recv_opt(coap_mc.as_ref(), &mut mc_buf) => {
+                if let Ok((n, from)) = r {
+                    let leisure = Duration::from_millis(rand::thread_rng().gen_range(0..=100));
+                    if let Some(out) = responder.handle_request(Instant::now(), from, &mc_buf[..n], true, leisure) {
+                        pending_coap.push((out.send_at, out.to, out.datagram));
+                    }
+                }
+            }
+            r = recv_opt(coap_uc.as_deref(), &mut uc_buf) => {
+                if let Ok((n, from)) = r {
+                    if let Some(out) = responder.handle_request(Instant::now(), from, &uc_buf[..n], false, Duration::ZERO) {
+                        pending_coap.push((out.send_at, out.to, out.datagram));
+                    }
+                }
+            }
+            Some(cmd) = ctl_rx.recv() => {
+                let now = Instant::now();
+                let result = match &cmd.req.op[..] {
+                    "events" => Ok(control::events_since(&events, &cmd.req)),
+                    "connect" if control::arg_addr(&cmd.req, "addr").is_ok_and(|(l, _)| l == control::Link::Tcp) => {
+                        let addr = control::arg_addr(&cmd.req, "addr").map(|(_, a)| a).unwrap_or_else(|_| bound.udp);
+                        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+                            Ok(Ok(stream)) => {
+                                let _ = stream.set_nodelay(true);
+                                let (r, w) = stream.into_split();
+                                tcp_writers.insert(addr, w);
+                                tokio::spawn(tcp_reader(r, addr, tcp_tx.clone(), cfg.device.mtu));
+                                ep.connect(now, LinkAddr::Ip(addr));
+                                Ok(json!({}))
+                            }
+                            Ok(Err(e)) => Err(ControlError::new("NOT_CONNECTED", format!("cannot open TCP link to {addr}: {e}"))),
+                            Err(_) => Err(ControlError::new("TIMEOUT", format!("TCP link to {addr} not up within 5 s"))),
+                        }
+                    }
+                    "discover" => {
+                        // Runs in its own task so the device keeps serving while it listens.
+                        let d = cfg.discovery.clone();
+                        let req = cmd.req.clone();
+                        tokio::spawn(async move {
+                            let _ = cmd.reply.send(discover(&d, &req).await);
+                        });
+                        continue;
+                    }
+                    _ => control::execute(&mut ep, now, &cmd.req, &bound, responder.malformed_count()),
+                };
+                let _ = cmd.reply.send(result);
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                ep.handle_timeout(Instant::now());
+            }
+        }
+    }
+}
+
+/// The `discover` control op: send a CoAP multicast probe and collect adverts for `timeout_ms`.
+async fn discover(d: &crate::config::DiscoverySection, req: &Request) -> Result<Value, ControlError> {
+    use crate::discovery::Probe;
+    let timeout = Duration::from_millis(req.args.get("timeout_ms").and_then(Value::as_u64).unwrap_or(1000).min(30_000));
+    let cap = req.args.get("cap").and_then(Value::as_str);
+    let internal = |e: std::io::Error| ControlError::new("INTERNAL", format!("discover: {e}"));
+    let sock = UdpSocket::bind(SocketAddrV4::new(d.interface, 0)).await.map_err(internal)?;
+    if !d.interface.is_unspecified() {
+        let s2 = socket2::SockRef::from(&sock);
+        s2.set_multicast_if_v4(&d.interface).map_err(internal)?;
+    }
+    sock.set_multicast_loop_v4(true).map_err(internal)?;
+    let token: [u8; 4] = rand::thread_rng().gen();
+    let probe = Probe::new(rand::thread_rng().gen(), token, cap)
+        .map_err(|e| ControlError::new("INVALID_ARGS", format!("discover: {e}")))?;
+    sock.send_to(&probe.to_bytes(), SocketAddrV4::new(d.group, d.port)).await.map_err(internal)?;
+    let end = tokio::time::Instant::now() + timeout;
+    let mut found = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    while let Ok(Ok((n, from))) = tokio::time::timeout_at(end, sock.recv_from(&mut buf)).await {
+        match probe.parse_response(&buf[..n]) {
+            Ok(a) => found.push(json!({
+                "from": from.to_string(),
+                "id": hex::encode(a.id),
+                "name": a.name,
+                "type": a.device_type,
+                "pk": hex::encode(a.pk),
+                "caps": a.caps,
+                "port": a.port,
+                "hb": a.hb,
+                "pt": a.pt,
+                "pair": a.pair,
+            })),
+            Err(e) => tracing::debug!(%from, %e, "ignored discovery response"),
+        }
+    }
+    Ok(json!({ "devices": found }))
+}
+
+async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match sock {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Read u16-length-prefixed frames from a TCP link. A length above the MTU is still read (and
+/// handed to the core, which counts it) so the stream stays in sync.
+async fn tcp_reader(mut r: tokio::net::tcp::OwnedReadHalf, peer: SocketAddr, tx: mpsc::Sender<TcpFrame>, _mtu: usize) {
+    loop {
+        let mut len = [0u8; 2];
+        if r.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let mut data = vec![0u8; u16::from_be_bytes(len) as usize];
+        if r.read_exact(&mut data).await.is_err() {
+            return;
+        }
+        if tx.send(TcpFrame { from: peer, data }).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Serve one control client: JSON lines in, JSON lines out.
+async fn control_client(stream: TcpStream, tx: mpsc::Sender<ControlCmd>) {
+    let _ = stream.set_nodelay(true);
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let response = match control::parse_request(&line) {
+            Ok(req) => {
+                let id = req.id.clone();
+                let (reply_tx, reply_rx) = oneshot::channel();
+                if tx.send(ControlCmd { req, reply: reply_tx }).await.is_err() {
+                    return;
+                }
+                match reply_rx.await {
+                    Ok(r) => control::response(id, r),
+                    Err(_) => return,
+                }
+            }
+            Err((id, e)) => control::response(id, Err(e)),
+        };
+        let mut out = response.to_string();
+        out.push('\n');
+        if w.write_all(out.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
