@@ -1,0 +1,250 @@
+//! What a conformance case is, and the context it runs in.
+//!
+//! A case has an ID (`SB-PERM-004`), a title that reads as a requirement, the spec requirement
+//! IDs it checks, a PICS expression that must hold for it to run, and a body. The body drives the
+//! DUT through the lower tester (the wire) and the upper tester (the control channel), and
+//! records verdicts in its [`Ctx`]. A verdict only gets worse as the case runs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::json;
+use softbus::wire::msg::Qos;
+use softbus_harness::pics::Pics;
+use softbus_harness::rig::Pixit;
+use softbus_harness::timing::Histogram;
+use softbus_harness::verdict::CaseOutcome;
+
+use crate::tester::dut::DutHandle;
+use crate::tester::lower::{LowerTester, SecureConn, StepError};
+use crate::tester::upper::Upper;
+
+/// The body of a case.
+pub type CaseFn = fn(&mut Ctx<'_>) -> Result<(), StepError>;
+
+/// One conformance case.
+#[derive(Clone)]
+pub struct Case {
+    /// Stable ID, e.g. `SB-REC-003`.
+    pub id: &'static str,
+    /// What the DUT must do, as a sentence.
+    pub title: &'static str,
+    /// Requirement IDs from the spec this case checks.
+    pub requirements: &'static [&'static str],
+    /// PICS expression that must hold for the case to run.
+    pub pics: &'static str,
+    /// PIXIT parameters the case reads.
+    pub pixit: &'static [&'static str],
+    /// Transport the case runs over.
+    pub transport: &'static str,
+    /// The body.
+    pub run: CaseFn,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case").field("id", &self.id).field("title", &self.title).finish()
+    }
+}
+
+/// Latency measured by a case.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The samples.
+    pub histogram: Histogram,
+    /// The bound the case judged against.
+    pub bound: Duration,
+    /// The physical floor of the link, where known.
+    pub floor: Option<Duration>,
+}
+
+/// Everything a running case can use.
+pub struct Ctx<'a> {
+    /// The DUT.
+    pub dut: &'a mut DutHandle,
+    upper: Option<Upper>,
+    /// PIXIT of the DUT.
+    pub pixit: Pixit,
+    /// PICS of the DUT.
+    pub pics: Pics,
+    /// Seed for every random choice of this case (logged in the report).
+    pub seed: u64,
+    /// The verdict so far.
+    pub outcome: CaseOutcome,
+    /// Harness log lines for the evidence.
+    pub log: Vec<String>,
+    /// Latency figures, if the case measures any.
+    pub measured: Option<Measured>,
+    /// Session keys of the connections the case opened: (conn id, tx key hex, rx key hex).
+    pub keys: Vec<(u32, String, String)>,
+    /// Address the lower tester binds to.
+    pub local: SocketAddr,
+    counter: u64,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for one case run.
+    pub fn new(dut: &'a mut DutHandle, pics: Pics, seed: u64) -> Ctx<'a> {
+        let pixit = dut.dut.pixit.clone();
+        let local = if dut.udp.ip().is_loopback() {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        } else {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        };
+        Ctx {
+            dut,
+            upper: None,
+            pixit,
+            pics,
+            seed,
+            outcome: CaseOutcome::new(),
+            log: Vec::new(),
+            measured: None,
+            keys: Vec::new(),
+            local,
+            counter: 0,
+        }
+    }
+
+    /// The per-step timeout (PIXIT `step_timeout_ms`).
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.pixit.step_timeout_ms)
+    }
+
+    /// A note for the harness log.
+    pub fn note(&mut self, line: impl Into<String>) {
+        self.log.push(line.into());
+    }
+
+    /// The upper tester (connected on first use).
+    pub fn upper(&mut self) -> Result<&mut Upper, StepError> {
+        if self.upper.is_none() {
+            let t = self.timeout();
+            self.upper = Some(self.dut.upper(t)?);
+        }
+        match self.upper.as_mut() {
+            Some(u) => Ok(u),
+            None => Err(StepError::Io("no control channel".into())),
+        }
+    }
+
+    /// The control transcript so far.
+    pub fn control_transcript(&self) -> Vec<String> {
+        self.upper.as_ref().map(|u| u.transcript.clone()).unwrap_or_default()
+    }
+
+    /// Reset the DUT and give it the PIXIT PIN and an approving prompt policy.
+    pub fn fresh_dut(&mut self) -> Result<(), StepError> {
+        let pin = self.pixit.pin.clone();
+        let u = self.upper()?;
+        u.reset()?;
+        u.call(json!({"op": "set_pin", "pin": pin}))?;
+        u.call(json!({"op": "set_prompt_policy", "policy": "approve"}))?;
+        Ok(())
+    }
+
+    /// Set the DUT's prompt policy.
+    pub fn prompt_policy(&mut self, policy: &str) -> Result<(), StepError> {
+        self.upper()?.call(json!({"op": "set_prompt_policy", "policy": policy}))?;
+        Ok(())
+    }
+
+    /// A lower tester with a fresh identity.
+    pub fn lower(&mut self) -> Result<LowerTester, StepError> {
+        self.counter += 1;
+        let seed = self.seed.wrapping_mul(31).wrapping_add(self.counter);
+        let mut rng_seed = [0u8; 32];
+        rng_seed[..8].copy_from_slice(&seed.to_le_bytes());
+        let mut lt = LowerTester::new(
+            self.local,
+            self.dut.udp,
+            softbus::Identity::from_secret(rng_seed),
+            seed,
+            self.timeout(),
+        )?;
+        lt.identity = lt.random_identity();
+        Ok(lt)
+    }
+
+    /// Preamble: pair `lt` with the DUT using the PIXIT PIN.
+    pub fn pair(&mut self, lt: &mut LowerTester) -> Result<(), StepError> {
+        let pin = self.pixit.pin.clone();
+        let out = lt.pair(&pin, false)?;
+        if out.status != softbus::wire::Code::Ok {
+            return Err(StepError::Unexpected(format!("preamble: pairing with the PIXIT PIN failed: {}", out.status)));
+        }
+        Ok(())
+    }
+
+    /// Record a connection's keys for the Wireshark key log.
+    pub fn keep_keys(&mut self, c: &SecureConn) {
+        self.keys.push((c.remote_id, hex::encode(c.tx.raw()), hex::encode(c.rx.raw())));
+        self.keys.push((c.local_id, hex::encode(c.rx.raw()), hex::encode(c.tx.raw())));
+    }
+
+    /// Preamble: fresh DUT, a new lower tester paired and connected.
+    pub fn connected(&mut self) -> Result<(LowerTester, SecureConn), StepError> {
+        self.fresh_dut()?;
+        let mut lt = self.lower()?;
+        self.pair(&mut lt)?;
+        let conn = lt.handshake()?;
+        self.keep_keys(&conn);
+        Ok((lt, conn))
+    }
+
+    /// Preamble: connected, and a session to `service` open.
+    pub fn session(
+        &mut self,
+        service: &str,
+        kind: softbus::wire::msg::ChannelKind,
+    ) -> Result<(LowerTester, SecureConn, u32), StepError> {
+        let (lt, mut c) = self.connected()?;
+        match c.open_session(service, kind, Qos::Interactive)? {
+            Ok(id) => Ok((lt, c, id)),
+            Err(code) => Err(StepError::Unexpected(format!("preamble: session to '{service}' rejected with {code}"))),
+        }
+    }
+
+    /// The first capability the DUT lists in CAP_LIST (preamble for permission cases).
+    pub fn some_capability(&mut self, c: &mut SecureConn) -> Result<String, StepError> {
+        use softbus::wire::msg::MsgBody;
+        c.send_reliable(MsgBody::CapQuery { req_id: 77 })?;
+        let t = self.timeout();
+        let m = c.expect(t, "CAP_LIST", |b| matches!(b, MsgBody::CapList { req_id: 77, .. }))?;
+        let MsgBody::CapList { cbor, .. } = m.body else {
+            return Err(StepError::Unexpected("not a CAP_LIST".into()));
+        };
+        let caps = softbus::capability::decode_list(&cbor).map_err(|e| StepError::Unexpected(e.to_string()))?;
+        caps.first()
+            .map(|c| c.name.clone())
+            .ok_or_else(|| StepError::Unexpected("preamble: the DUT lists no capability".into()))
+    }
+
+    /// Check a condition: FAIL naming `requirement` when it does not hold.
+    pub fn check(&mut self, requirement: &str, ok: bool, expected: impl Into<String>, observed: impl Into<String>) -> bool {
+        if !ok {
+            self.outcome.fail(requirement, expected, observed);
+        }
+        ok
+    }
+
+    /// A step the DUT must complete: on error, FAIL naming `requirement`.
+    pub fn must<T>(&mut self, requirement: &str, expected: &str, r: Result<T, StepError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(StepError::Io(e)) => {
+                self.outcome.error(format!("harness I/O error: {e}"));
+                None
+            }
+            Err(e) => {
+                self.outcome.fail(requirement, expected, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Mark the case passed (if nothing worse happened).
+    pub fn pass(&mut self) {
+        self.outcome.pass();
+    }
+}

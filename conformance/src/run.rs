@@ -1,0 +1,357 @@
+//! Running cases against a DUT and writing the evidence: the engine behind `certify` and the
+//! libtest-mimic harness.
+//!
+//! Per case: PICS gate (NA), DUT alive (relaunched after a crash), capture started, body run
+//! (a panic in a case is a harness ERROR, never a DUT verdict), DUT checked for a crash during
+//! the case, evidence written, `results.jsonl` appended. A Ctrl-C stops after the current case
+//! and the report of what ran is still written.
+
+use std::io::Write;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use softbus_harness::capture::Capture;
+use softbus_harness::pics::{Expr, Pics};
+use softbus_harness::report::{
+    self, compare_with_baseline, CaseReport, LatencyReport, Provenance, ResultsLog, RunReport,
+};
+use softbus_harness::rig::Rig;
+use softbus_harness::verdict::{CaseOutcome, Verdict};
+
+use crate::case::{Case, Ctx};
+use crate::tester::dut::DutHandle;
+use crate::tester::lower::StepError;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Rig file.
+    pub rig: PathBuf,
+    /// DUT name (the only DUT when `None`).
+    pub dut: Option<String>,
+    /// Only cases whose ID or title contains this (case-insensitive); `*` matches anything.
+    pub filter: Option<String>,
+    /// Where to write the run's files.
+    pub report_dir: PathBuf,
+    /// A previous report.json to compare against.
+    pub baseline: Option<PathBuf>,
+    /// Fault for the virtual DUT.
+    pub fault: Option<String>,
+    /// Seed (random when `None`).
+    pub seed: Option<u64>,
+    /// Print a progress line per case.
+    pub progress: bool,
+}
+
+/// A usage or rig problem: the run did not start (exit status 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The workspace root (for fixtures and git provenance).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Whether `case` matches a `--filter` pattern: a case-insensitive substring of its ID or
+/// title, or a glob with `*` matched against the whole ID.
+pub fn matches_filter(case: &Case, filter: Option<&str>) -> bool {
+    let Some(f) = filter else { return true };
+    let f = f.to_ascii_lowercase();
+    let id = case.id.to_ascii_lowercase();
+    if f.contains('*') {
+        return glob(&f, &id);
+    }
+    id.contains(&f) || case.title.to_ascii_lowercase().contains(&f)
+}
+
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(after) = text.strip_prefix(head) else { return false };
+            (0..=after.len()).any(|i| after.is_char_boundary(i) && glob(rest, &after[i..]))
+        }
+    }
+}
+
+/// A loaded rig, selected DUT and its launched handle: reusable across many cases.
+pub struct Session {
+    /// The rig.
+    pub rig: Rig,
+    /// The DUT's PICS.
+    pub pics: Pics,
+    /// The DUT.
+    pub dut: DutHandle,
+    /// The run directory.
+    pub dir: PathBuf,
+    /// The run seed.
+    pub seed: u64,
+}
+
+impl Session {
+    /// Load the rig, check PICS, prepare (and launch) the DUT.
+    pub fn open(rig_path: &Path, dut: Option<&str>, fault: Option<String>, dir: &Path, seed: u64) -> Result<Session, UsageError> {
+        let rig = Rig::load(rig_path).map_err(|e| UsageError(e.to_string()))?;
+        let d = rig.select_dut(dut).map_err(|e| UsageError(e.to_string()))?.clone();
+        let pics = rig.require_pics(&d.name).map_err(|e| UsageError(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| UsageError(format!("{}: {e}", dir.display())))?;
+        if fault.is_some() && d.kind != softbus_harness::rig::DutKind::Virtual {
+            return Err(UsageError(format!(
+                "--fault applies only to virtual DUTs; '{}' in {} is external",
+                d.name,
+                rig_path.display()
+            )));
+        }
+        let mut handle = DutHandle::new(&d, fault, dir).map_err(UsageError)?;
+        handle.ensure_running().map_err(UsageError)?;
+        Ok(Session {
+            rig,
+            pics,
+            dut: handle,
+            dir: dir.to_path_buf(),
+            seed,
+        })
+    }
+
+    /// Run one case and write its evidence under `cases/<ID>/`.
+    pub fn run_case(&mut self, case: &Case, index: u64) -> CaseReport {
+        let started = Instant::now();
+        let expr = Expr::parse(case.pics);
+        let report = |outcome: &CaseOutcome, evidence: Vec<String>, latency: Option<LatencyReport>| {
+            let mut r = CaseReport::from_outcome(case.id, case.title, outcome);
+            r.transport = case.transport.to_string();
+            r.requirements = case.requirements.iter().map(|s| s.to_string()).collect();
+            r.duration_ms = started.elapsed().as_millis() as u64;
+            r.evidence = evidence;
+            r.latency = latency;
+            r
+        };
+        let expr = match expr {
+            Ok(e) => e,
+            Err(e) => {
+                let mut o = CaseOutcome::new();
+                o.error(format!("case has an invalid PICS expression: {e}"));
+                return report(&o, vec![], None);
+            }
+        };
+        if !self.pics.satisfies(&expr) {
+            return report(&CaseOutcome::not_applicable(expr.explain(&self.pics)), vec![], None);
+        }
+        if let Err(e) = self.dut.ensure_running() {
+            let mut o = CaseOutcome::new();
+            o.error(format!("cannot (re)launch the DUT: {e}"));
+            return report(&o, vec![], None);
+        }
+        let case_dir = self.dir.join("cases").join(case.id);
+        let _ = std::fs::create_dir_all(&case_dir);
+        let rel = |name: &str| format!("cases/{}/{name}", case.id);
+        let mut evidence = Vec::new();
+
+        // Capture on the rig's interface, if it names one and we have the rights.
+        let mut capture_note = None;
+        let capture = self.dut.dut.capture.as_ref().map(|c| c.interface.clone()).and_then(|iface| {
+            let filter = format!("udp port {}", self.dut.udp.port());
+            match Capture::start(&iface, &filter, case_dir.join("capture.pcap")) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    capture_note = Some(format!("no capture: {e}"));
+                    None
+                }
+            }
+        });
+        let log_start = std::fs::metadata(&self.dut.log_path).map(|m| m.len()).unwrap_or(0);
+
+        let seed = self.seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let pics = self.pics.clone();
+        let mut ctx = Ctx::new(&mut self.dut, pics, seed);
+        ctx.note(format!("case {} seed {seed:#018x}", case.id));
+        if let Some(n) = capture_note {
+            ctx.note(n);
+        }
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| (case.run)(&mut ctx)));
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(StepError::Io(e))) => ctx.outcome.error(format!("harness I/O error: {e}")),
+            Ok(Err(e)) => ctx.outcome.inconc(format!("a preamble or step did not complete: {e}")),
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                ctx.outcome.error(format!("harness bug: the case panicked: {msg}"));
+            }
+        }
+        if !ctx.outcome.is_decided() {
+            ctx.outcome.error("the case assigned no verdict (harness bug)");
+        }
+        let mut outcome = std::mem::take(&mut ctx.outcome);
+        let log = std::mem::take(&mut ctx.log);
+        let transcript = ctx.control_transcript();
+        let keys = std::mem::take(&mut ctx.keys);
+        let measured = ctx.measured.take();
+        drop(ctx);
+
+        // A DUT that died during the case fails it; the next case relaunches it.
+        if let Some(status) = self.dut.exited() {
+            outcome.fail(
+                "ERR-1",
+                "the DUT keeps running whatever it receives",
+                format!("the DUT process exited during the case ({status})"),
+            );
+        }
+        if let Some(c) = capture {
+            match c.stop() {
+                Ok(p) => {
+                    evidence.push(rel("capture.pcap"));
+                    if p.is_empty() {
+                        let _ = std::fs::remove_file(case_dir.join("capture.pcap"));
+                        evidence.pop();
+                    }
+                }
+                Err(e) => outcome.inconc(format!("capture failed: {e}")),
+            }
+        }
+        let mut hl = log.join("\n");
+        hl.push_str("\n--- control channel ---\n");
+        hl.push_str(&transcript.join("\n"));
+        if std::fs::write(case_dir.join("harness.log"), hl).is_ok() {
+            evidence.push(rel("harness.log"));
+        }
+        if !keys.is_empty() {
+            // One line per direction: conn_id (receiver) and the AES-256-GCM key, for the
+            // Wireshark dissector (tools/wireshark/softbus.lua).
+            let text: String = keys.iter().map(|(id, tx, _)| format!("SOFTBUS_KEY {id:08x} {tx}\n")).collect();
+            if std::fs::write(case_dir.join("keys.log"), text).is_ok() {
+                evidence.push(rel("keys.log"));
+            }
+        }
+        if let Ok(all) = std::fs::read(&self.dut.log_path) {
+            let start = (log_start as usize).min(all.len());
+            if std::fs::write(case_dir.join("dut.log"), &all[start..]).is_ok() {
+                evidence.push(rel("dut.log"));
+            }
+        }
+        let latency = measured.and_then(|m| LatencyReport::from_histogram(&m.histogram, m.bound, m.floor));
+        report(&outcome, evidence, latency)
+    }
+}
+
+/// Run a whole certification; returns the exit status (0, 1 or 2).
+pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
+    let seed = opts.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    let started_at = report::rfc3339_utc(SystemTime::now());
+    let selected: Vec<&Case> = cases.iter().filter(|c| matches_filter(c, opts.filter.as_deref())).collect();
+    if selected.is_empty() {
+        return Err(UsageError(format!(
+            "--filter {:?} matches no case; `cargo test -p softbus-conformance -- --list` lists them",
+            opts.filter.as_deref().unwrap_or("")
+        )));
+    }
+    let baseline = match &opts.baseline {
+        Some(p) => Some(RunReport::read(p).map_err(|e| UsageError(format!("--baseline: {e}")))?),
+        None => None,
+    };
+    let mut session = Session::open(&opts.rig, opts.dut.as_deref(), opts.fault.clone(), &opts.report_dir, seed)?;
+    let mut results = ResultsLog::create(&opts.report_dir).map_err(|e| UsageError(e.to_string()))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(2);
+            }
+            eprintln!("\ninterrupted: finishing the current case, then writing the report (Ctrl-C again to abort)");
+        });
+    }
+    if opts.progress {
+        println!(
+            "certifying DUT '{}' from {} ({} cases, seed {seed}{})",
+            session.dut.dut.name,
+            opts.rig.display(),
+            selected.len(),
+            opts.fault.as_deref().map(|f| format!(", fault {f}")).unwrap_or_default()
+        );
+    }
+    let mut reports = Vec::new();
+    let width = selected.len().to_string().len();
+    for (i, case) in selected.iter().enumerate() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let r = session.run_case(case, i as u64);
+        if opts.progress {
+            let extra = match (&r.latency, r.verdict) {
+                (Some(l), _) => format!("  p50 {:.2} ms  p99 {:.2} ms", l.p50_us as f64 / 1000.0, l.p99_us as f64 / 1000.0),
+                (None, Verdict::Pass) => String::new(),
+                (None, _) => format!("  {}", r.reason.chars().take(160).collect::<String>()),
+            };
+            println!(
+                "[{:>w$}/{}] {:<12} {:<6} {:<6} {:>7.2}s  {}{}",
+                i + 1,
+                selected.len(),
+                r.id,
+                r.transport,
+                r.verdict.as_str(),
+                r.duration_ms as f64 / 1000.0,
+                case.title,
+                extra,
+                w = width
+            );
+            let _ = std::io::stdout().flush();
+        }
+        if let Err(e) = results.append(&r) {
+            eprintln!("warning: cannot append to results.jsonl: {e}");
+        }
+        reports.push(r);
+    }
+    session.dut.stop();
+
+    let root = workspace_root();
+    let provenance = Provenance {
+        suite_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: report::git_commit(&root),
+        fixtures_hash: report::hash_tree(&root.join("fixtures")).unwrap_or_else(|_| "unavailable".into()),
+        rig_path: opts.rig.display().to_string(),
+        rig_hash: session.rig.hash(),
+        pics_hash: session.pics.hash(),
+        pics: session.pics.as_map().clone(),
+        seed,
+        host: report::host_name(),
+        started_at,
+        finished_at: report::rfc3339_utc(SystemTime::now()),
+        dut: session.dut.dut.name.clone(),
+        fault: opts.fault.clone(),
+    };
+    let run = RunReport::new(provenance, reports);
+    let written = run.write_all(&opts.report_dir).map_err(|e| UsageError(format!("writing the report: {e}")))?;
+    if opts.progress {
+        println!();
+        print!("{}", report::summary_table(&run));
+        if let Some(old) = baseline {
+            println!();
+            print!("{}", compare_with_baseline(&old, &run).render());
+        }
+        println!();
+        for p in written {
+            println!("wrote {}", p.display());
+        }
+        println!("evidence under {}", opts.report_dir.join("cases").display());
+    }
+    Ok(run.exit_code())
+}

@@ -1,0 +1,792 @@
+//! The lower tester: a SoftBus peer built only from the wire codec and crypto primitives, with
+//! every knob a conformance case needs to misbehave on purpose.
+//!
+//! It never uses the reference implementation's state machines (`softbus::endpoint`): a case
+//! must judge the DUT by what crosses the wire, and a bug shared by the tester and the reference
+//! would otherwise hide itself. Everything is blocking with a timeout on every step.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use softbus::crypto::{self, ct_eq, PairingTranscript, RecordKey, ReplayVerdict, ReplayWindow};
+use softbus::endpoint::{encode_hello, parse_hello, Hello};
+use softbus::wire::frame::{Body, Frame, RECORD_OVERHEAD, SPAKE2_MSG_LEN};
+use softbus::wire::msg::{ChannelKind, Message, MsgBody, PermResult, Qos, Scope, DATA_OVERHEAD};
+use softbus::wire::Code;
+use softbus::{DeviceId, Identity};
+
+/// A step did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// Nothing (matching) arrived in time.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    /// The DUT answered something else than the step expects.
+    #[error("{0}")]
+    Unexpected(String),
+    /// A socket failed (a rig problem, not the DUT's).
+    #[error("socket error: {0}")]
+    Io(String),
+}
+
+impl From<std::io::Error> for StepError {
+    fn from(e: std::io::Error) -> StepError {
+        StepError::Io(e.to_string())
+    }
+}
+
+/// One frame seen by the lower tester, for evidence and for checks across records.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Sent by the tester (`true`) or received from the DUT.
+    pub outbound: bool,
+    /// The raw frame.
+    pub bytes: Vec<u8>,
+    /// When.
+    pub at: Instant,
+}
+
+/// The tester's UDP endpoint towards one DUT.
+pub struct LowerTester {
+    sock: UdpSocket,
+    /// The DUT's frame address.
+    pub dut: SocketAddr,
+    /// The tester's static identity.
+    pub identity: Identity,
+    rng: ChaCha20Rng,
+    /// Default per-step timeout.
+    pub timeout: Duration,
+    /// Every frame sent and received, in order.
+    pub trace: Vec<Seen>,
+    /// Link MTU used for fragmentation.
+    pub mtu: usize,
+}
+
+/// Outcome of a pairing attempt as initiator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairOutcome {
+    /// PAIR_RESULT status, or the status we concluded.
+    pub status: Code,
+    /// Whether the DUT's PAIR_RESPONSE confirmation matched our PIN.
+    pub responder_confirm_ok: bool,
+    /// The DUT's static key from PAIR_RESPONSE.
+    pub dut_static: Option<[u8; 32]>,
+    /// Whether the PAIR_RESULT MAC verified (OK results only).
+    pub result_mac_ok: bool,
+}
+
+impl LowerTester {
+    /// Bind a socket on `local` (use port 0) to talk to `dut`.
+    pub fn new(local: SocketAddr, dut: SocketAddr, identity: Identity, seed: u64, timeout: Duration) -> Result<LowerTester, StepError> {
+        let sock = UdpSocket::bind(local)?;
+        Ok(LowerTester {
+            sock,
+            dut,
+            identity,
+            rng: ChaCha20Rng::seed_from_u64(seed),
+            timeout,
+            trace: Vec::new(),
+            mtu: 1400,
+        })
+    }
+
+    /// A fresh random identity from the tester's seeded RNG.
+    pub fn random_identity(&mut self) -> Identity {
+        Identity::generate(&mut self.rng)
+    }
+
+    /// The tester's local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Random u32 (non-zero).
+    pub fn random_u32(&mut self) -> u32 {
+        self.rng.gen_range(1..=u32::MAX)
+    }
+
+    /// Random bytes.
+    pub fn random_bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        self.rng.fill_bytes(&mut v);
+        v
+    }
+
+    /// Send raw bytes to the DUT.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), StepError> {
+        self.sock.send_to(bytes, self.dut)?;
+        self.trace.push(Seen {
+            outbound: true,
+            bytes: bytes.to_vec(),
+            at: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Receive one datagram from the DUT within `timeout` (`None` on timeout).
+    pub fn recv_raw(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, StepError> {
+        let end = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, from)) if from == self.dut => {
+                    let b = buf[..n].to_vec();
+                    self.trace.push(Seen {
+                        outbound: false,
+                        bytes: b.clone(),
+                        at: Instant::now(),
+                    });
+                    return Ok(Some(b));
+                }
+                Ok(_) => continue, // someone else: not our DUT
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Wait for a frame that parses and satisfies `pred`; other frames are skipped.
+    pub fn expect_frame(&mut self, timeout: Duration, what: &str, pred: impl Fn(&Frame) -> bool) -> Result<Frame, StepError> {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let Some(raw) = self.recv_raw(left)? else {
+                return Err(StepError::Timeout(timeout, what.to_string()));
+            };
+            if let Ok(f) = Frame::parse(&raw) {
+                if pred(&f) {
+                    return Ok(f);
+                }
+            }
+        }
+    }
+
+    /// Send a frame.
+    pub fn send_frame(&mut self, f: &Frame) -> Result<(), StepError> {
+        self.send_raw(&f.to_vec())
+    }
+
+    // ------------------------------------------------------------------ pairing
+
+    /// Pair as initiator with `pin`. With `confirm_anyway`, a PAIR_CONFIRM is sent even when the
+    /// DUT's confirmation did not match (to make the DUT judge a wrong PIN).
+    pub fn pair(&mut self, pin: &str, confirm_anyway: bool) -> Result<PairOutcome, StepError> {
+        let pairing_id = self.random_u32();
+        let (spake, msg_a) = crypto::spake2_start_a(pin, &mut self.rng);
+        let Ok(spake_msg) = <[u8; SPAKE2_MSG_LEN]>::try_from(msg_a.as_slice()) else {
+            return Err(StepError::Unexpected("SPAKE2 message is not 33 bytes".into()));
+        };
+        self.send_frame(&Frame {
+            conn_id: 0,
+            body: Body::PairRequest {
+                pairing_id,
+                static_key: *self.identity.public(),
+                spake_msg,
+            },
+        })?;
+        let t = self.timeout;
+        let resp = self.expect_frame(t, "PAIR_RESPONSE or PAIR_RESULT", |f| {
+            matches!(&f.body, Body::PairResponse { pairing_id: p, .. } | Body::PairResult { pairing_id: p, .. } if *p == pairing_id)
+        })?;
+        let (dut_static, msg_b, confirm_b) = match resp.body {
+            Body::PairResult { status, .. } => {
+                return Ok(PairOutcome {
+                    status,
+                    responder_confirm_ok: false,
+                    dut_static: None,
+                    result_mac_ok: false,
+                })
+            }
+            Body::PairResponse {
+                static_key,
+                spake_msg,
+                confirm,
+                ..
+            } => (static_key, spake_msg, confirm),
+            _ => return Err(StepError::Unexpected("unexpected pairing frame".into())),
+        };
+        let key = spake
+            .finish(&msg_b)
+            .map_err(|e| StepError::Unexpected(format!("DUT's SPAKE2 message is invalid: {e:?}")))?;
+        let tr = PairingTranscript::new(key, self.identity.public(), &dut_static, &msg_a, &msg_b);
+        let responder_confirm_ok = ct_eq(&tr.responder_confirm(), &confirm_b);
+        if !responder_confirm_ok && !confirm_anyway {
+            self.send_frame(&Frame {
+                conn_id: 0,
+                body: Body::PairResult {
+                    pairing_id,
+                    status: Code::PairingFailed,
+                    mac: [0; 32],
+                },
+            })?;
+            return Ok(PairOutcome {
+                status: Code::PairingFailed,
+                responder_confirm_ok,
+                dut_static: Some(dut_static),
+                result_mac_ok: false,
+            });
+        }
+        self.send_frame(&Frame {
+            conn_id: 0,
+            body: Body::PairConfirm {
+                pairing_id,
+                confirm: tr.initiator_confirm(),
+            },
+        })?;
+        let res = self.expect_frame(t, "PAIR_RESULT", |f| matches!(&f.body, Body::PairResult { pairing_id: p, .. } if *p == pairing_id))?;
+        let Body::PairResult { status, mac, .. } = res.body else {
+            return Err(StepError::Unexpected("not a PAIR_RESULT".into()));
+        };
+        Ok(PairOutcome {
+            status,
+            responder_confirm_ok,
+            dut_static: Some(dut_static),
+            result_mac_ok: status == Code::Ok && ct_eq(&tr.result_mac(0), &mac),
+        })
+    }
+
+    // ------------------------------------------------------------------ handshake
+
+    /// Run a Noise XX handshake as initiator. `prologue` overrides the spec's prologue (to test
+    /// version binding); `tamper_hs3` flips a bit of HANDSHAKE_3.
+    pub fn handshake_with(&mut self, prologue: Option<&[u8]>, tamper_hs3: bool) -> Result<Result<SecureConn, Code>, StepError> {
+        let local_id = self.random_u32();
+        let mut eph = [0u8; 32];
+        self.rng.fill_bytes(&mut eph);
+        let params = crypto::NOISE_PARAMS
+            .parse()
+            .map_err(|_| StepError::Unexpected("noise params".into()))?;
+        let mut hs = snow::Builder::new(params)
+            .local_private_key(self.identity.secret())
+            .prologue(prologue.unwrap_or(crypto::PROLOGUE))
+            .fixed_ephemeral_key_for_testing_only(&eph)
+            .build_initiator()
+            .map_err(|e| StepError::Unexpected(format!("noise: {e}")))?;
+        let mut buf = [0u8; 1024];
+        let n = hs
+            .write_message(&[], &mut buf)
+            .map_err(|e| StepError::Unexpected(format!("noise: {e}")))?;
+        self.send_frame(&Frame {
+            conn_id: 0,
+            body: Body::Handshake1 {
+                sender_conn_id: local_id,
+                noise: buf[..n].to_vec(),
+            },
+        })?;
+        let t = self.timeout;
+        let f = self.expect_frame(t, "HANDSHAKE_2 or HANDSHAKE_REJECT", |f| {
+            f.conn_id == local_id && matches!(f.body, Body::Handshake2 { .. } | Body::HandshakeReject { .. })
+        })?;
+        let (remote_id, noise) = match f.body {
+            Body::HandshakeReject { code } => return Ok(Err(code)),
+            Body::Handshake2 {
+                sender_conn_id,
+                noise,
+            } => (sender_conn_id, noise),
+            _ => return Err(StepError::Unexpected("unreachable frame".into())),
+        };
+        let mut payload = [0u8; 1024];
+        let n = hs
+            .read_message(&noise, &mut payload)
+            .map_err(|e| StepError::Unexpected(format!("DUT's HANDSHAKE_2 does not verify: {e}")))?;
+        let hello = parse_hello(&payload[..n])
+            .ok_or_else(|| StepError::Unexpected(format!("DUT's HELLO is malformed: {}", hex::encode(&payload[..n]))))?;
+        let dut_static: [u8; 32] = hs
+            .get_remote_static()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| StepError::Unexpected("no remote static key".into()))?;
+        let my_hello = encode_hello(&Hello {
+            hb_ms: 1000,
+            max_frame: self.mtu as u16,
+            name: "softbus-tester".into(),
+        });
+        let n = hs
+            .write_message(&my_hello, &mut buf)
+            .map_err(|e| StepError::Unexpected(format!("noise: {e}")))?;
+        let mut hs3 = buf[..n].to_vec();
+        if tamper_hs3 {
+            if let Some(b) = hs3.last_mut() {
+                *b ^= 0x01;
+            }
+        }
+        let hs3_frame = Frame {
+            conn_id: remote_id,
+            body: Body::Handshake3 { noise: hs3 },
+        };
+        self.send_frame(&hs3_frame)?;
+        // The responder answers a completed handshake with a HEARTBEAT record (or rejects it):
+        // wait for either before calling the connection established.
+        let first = self.expect_frame(t, "the DUT's first RECORD or HANDSHAKE_REJECT after HANDSHAKE_3", |f| {
+            f.conn_id == local_id && matches!(f.body, Body::Record { .. } | Body::HandshakeReject { .. })
+        })?;
+        if let Body::HandshakeReject { code } = first.body {
+            return Ok(Err(code));
+        }
+        let (k_i2r, k_r2i) = hs.dangerously_get_raw_split();
+        let sock = self.sock.try_clone()?;
+        Ok(Ok(SecureConn {
+            preload: VecDeque::from([first.to_vec()]),
+            sock,
+            dut: self.dut,
+            local_id,
+            remote_id,
+            tx: RecordKey::new(k_i2r),
+            rx: RecordKey::new(k_r2i),
+            rx_prev: None,
+            tx_seq: 0,
+            replay: ReplayWindow::default(),
+            next_rseq: 1,
+            rx_next: 1,
+            rx_buf: BTreeMap::new(),
+            inbox: VecDeque::new(),
+            unacked: BTreeMap::new(),
+            records: Vec::new(),
+            dut_static,
+            dut_hello: hello,
+            mtu: self.mtu,
+            next_session: 2,
+            auto_ack: true,
+            timeout: self.timeout,
+            hs3: Some(hs3_frame.to_vec()),
+        }))
+    }
+
+    /// A normal handshake; a rejection is an error naming the code.
+    pub fn handshake(&mut self) -> Result<SecureConn, StepError> {
+        match self.handshake_with(None, false)? {
+            Ok(c) => Ok(c),
+            Err(code) => Err(StepError::Unexpected(format!("DUT rejected the handshake with {code}"))),
+        }
+    }
+}
+
+/// One record as it crossed the wire, decrypted where possible.
+#[derive(Debug, Clone)]
+pub struct RecordSeen {
+    /// Sent by the DUT.
+    pub from_dut: bool,
+    /// Epoch.
+    pub epoch: u8,
+    /// Sequence number (nonce).
+    pub seq: u64,
+    /// Raw frame.
+    pub frame: Vec<u8>,
+    /// Whether it authenticated.
+    pub authentic: bool,
+}
+
+/// An established secure connection between the lower tester and the DUT.
+pub struct SecureConn {
+    sock: UdpSocket,
+    dut: SocketAddr,
+    /// Our connection ID (the DUT puts it in the header).
+    pub local_id: u32,
+    /// The DUT's connection ID.
+    pub remote_id: u32,
+    /// Our sending key.
+    pub tx: RecordKey,
+    /// Our receiving key.
+    pub rx: RecordKey,
+    rx_prev: Option<RecordKey>,
+    /// Next record sequence number we send.
+    pub tx_seq: u64,
+    replay: ReplayWindow,
+    /// Next reliable sequence number we send.
+    pub next_rseq: u32,
+    rx_next: u32,
+    rx_buf: BTreeMap<u32, MsgBody>,
+    inbox: VecDeque<Message>,
+    unacked: BTreeMap<u32, (Vec<u8>, Instant)>,
+    /// Every record received from the DUT (for nonce and plaintext checks).
+    pub records: Vec<RecordSeen>,
+    /// The DUT's static key.
+    pub dut_static: [u8; 32],
+    /// The DUT's HELLO.
+    pub dut_hello: Hello,
+    mtu: usize,
+    next_session: u32,
+    /// Acknowledge reliable messages automatically (switch off to watch retransmissions).
+    pub auto_ack: bool,
+    /// Default step timeout.
+    pub timeout: Duration,
+    hs3: Option<Vec<u8>>,
+    /// Frames received before the connection object existed.
+    preload: VecDeque<Vec<u8>>,
+}
+
+impl SecureConn {
+    /// The DUT's device ID.
+    pub fn dut_id(&self) -> DeviceId {
+        DeviceId::from_public_key(&self.dut_static)
+    }
+
+    /// Encrypt `msg` as the next record and return the frame bytes (not sent).
+    pub fn seal(&mut self, msg: &Message) -> Vec<u8> {
+        let seq = self.tx_seq;
+        self.tx_seq += 1;
+        self.seal_at(msg, seq)
+    }
+
+    /// Encrypt `msg` with an explicit sequence number.
+    pub fn seal_at(&self, msg: &Message, seq: u64) -> Vec<u8> {
+        let ct = self.tx.seal(self.remote_id, seq, &msg.to_vec());
+        Frame {
+            conn_id: self.remote_id,
+            body: Body::Record {
+                epoch: self.tx.epoch,
+                seq,
+                ciphertext: ct,
+            },
+        }
+        .to_vec()
+    }
+
+    /// Send raw bytes to the DUT.
+    pub fn send_raw(&self, bytes: &[u8]) -> Result<(), StepError> {
+        self.sock.send_to(bytes, self.dut)?;
+        Ok(())
+    }
+
+    /// Send a message; reliable bodies get the next rseq (returned), others rseq 0.
+    pub fn send(&mut self, body: MsgBody, reliable: bool) -> Result<u32, StepError> {
+        let rseq = if reliable {
+            let r = self.next_rseq;
+            self.next_rseq += 1;
+            r
+        } else {
+            0
+        };
+        let msg = Message { rseq, body };
+        let frame = self.seal(&msg);
+        self.send_raw(&frame)?;
+        if rseq > 0 {
+            self.unacked.insert(rseq, (msg.to_vec(), Instant::now()));
+        }
+        Ok(rseq)
+    }
+
+    /// Send a message with a chosen rseq (for ordering tests); not retransmitted.
+    pub fn send_with_rseq(&mut self, rseq: u32, body: MsgBody) -> Result<(), StepError> {
+        let frame = self.seal(&Message { rseq, body });
+        self.send_raw(&frame)
+    }
+
+    /// Send a reliable message (control messages are always reliable).
+    pub fn send_reliable(&mut self, body: MsgBody) -> Result<u32, StepError> {
+        self.send(body, true)
+    }
+
+    fn retransmit_due(&mut self) -> Result<(), StepError> {
+        let now = Instant::now();
+        let due: Vec<u32> = self
+            .unacked
+            .iter()
+            .filter(|(_, (_, t))| now.duration_since(*t) > Duration::from_millis(300))
+            .map(|(r, _)| *r)
+            .collect();
+        for r in due {
+            if let Some((pt, t)) = self.unacked.get_mut(&r) {
+                *t = now;
+                let pt = pt.clone();
+                let seq = self.tx_seq;
+                self.tx_seq += 1;
+                let ct = self.tx.seal(self.remote_id, seq, &pt);
+                let f = Frame {
+                    conn_id: self.remote_id,
+                    body: Body::Record {
+                        epoch: self.tx.epoch,
+                        seq,
+                        ciphertext: ct,
+                    },
+                }
+                .to_vec();
+                if let Some(hs3) = self.hs3.clone() {
+                    self.send_raw(&hs3)?;
+                }
+                self.send_raw(&f)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Receive the next raw frame from the DUT (`None` on timeout).
+    pub fn recv_raw(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, StepError> {
+        if let Some(f) = self.preload.pop_front() {
+            return Ok(Some(f));
+        }
+        let mut buf = vec![0u8; 65536];
+        self.sock.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        loop {
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, from)) if from == self.dut => return Ok(Some(buf[..n].to_vec())),
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Pump the socket for up to `timeout`: decrypt records, acknowledge and order reliable
+    /// messages, and queue every message (heartbeats and ACKs included) in the inbox.
+    /// Returns whether anything arrived.
+    pub fn pump(&mut self, timeout: Duration) -> Result<bool, StepError> {
+        self.retransmit_due()?;
+        let Some(raw) = self.recv_raw(timeout.min(Duration::from_millis(100)))? else {
+            return Ok(false);
+        };
+        let Ok(frame) = Frame::parse(&raw) else {
+            return Ok(true);
+        };
+        let Body::Record { epoch, seq, ciphertext } = &frame.body else {
+            return Ok(true);
+        };
+        if frame.conn_id != self.local_id {
+            return Ok(true);
+        }
+        let key = if *epoch == self.rx.epoch {
+            Some(self.rx.clone())
+        } else if *epoch == self.rx.epoch.wrapping_add(1) {
+            Some(self.rx.rekeyed())
+        } else {
+            self.rx_prev.clone().filter(|k| k.epoch == *epoch)
+        };
+        let opened = key.as_ref().and_then(|k| k.open(self.local_id, *seq, ciphertext).ok());
+        self.records.push(RecordSeen {
+            from_dut: true,
+            epoch: *epoch,
+            seq: *seq,
+            frame: raw.clone(),
+            authentic: opened.is_some(),
+        });
+        let Some(pt) = opened else {
+            return Ok(true);
+        };
+        if let Some(k) = key {
+            if k.epoch != self.rx.epoch && k.epoch == self.rx.epoch.wrapping_add(1) {
+                self.rx_prev = Some(std::mem::replace(&mut self.rx, k));
+            }
+        }
+        self.hs3 = None;
+        if self.replay.check(*seq) != ReplayVerdict::Fresh {
+            return Ok(true); // the DUT repeated a nonce; checks read `records`
+        }
+        self.replay.commit(*seq);
+        let Ok(msg) = Message::parse(&pt) else {
+            return Ok(true);
+        };
+        if let MsgBody::Ack { next_expected } = msg.body {
+            self.unacked.retain(|r, _| *r >= next_expected);
+        }
+        if msg.rseq == 0 {
+            self.inbox.push_back(msg);
+            return Ok(true);
+        }
+        // Reliable: order and acknowledge.
+        if msg.rseq == self.rx_next {
+            self.inbox.push_back(msg);
+            self.rx_next += 1;
+            while let Some(b) = self.rx_buf.remove(&self.rx_next) {
+                self.inbox.push_back(Message { rseq: self.rx_next, body: b });
+                self.rx_next += 1;
+            }
+        } else if msg.rseq > self.rx_next {
+            self.rx_buf.insert(msg.rseq, msg.body);
+        }
+        if self.auto_ack {
+            let ack = self.rx_next;
+            self.send(MsgBody::Ack { next_expected: ack }, false)?;
+        }
+        Ok(true)
+    }
+
+    /// Wait for a message whose body satisfies `pred`; others stay in the inbox for later
+    /// `expect` calls (heartbeats and ACKs are discarded).
+    pub fn expect(&mut self, timeout: Duration, what: &str, pred: impl Fn(&MsgBody) -> bool) -> Result<Message, StepError> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.inbox.iter().position(|m| pred(&m.body)) {
+                if let Some(m) = self.inbox.remove(i) {
+                    return Ok(m);
+                }
+            }
+            self.inbox
+                .retain(|m| !matches!(m.body, MsgBody::Heartbeat | MsgBody::Ack { .. }));
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StepError::Timeout(timeout, what.to_string()));
+            }
+            self.pump(left)?;
+        }
+    }
+
+    /// Wait for anything for `dur` and return every message that arrived (heartbeats included).
+    pub fn collect(&mut self, dur: Duration) -> Result<Vec<(Instant, Message)>, StepError> {
+        let end = Instant::now() + dur;
+        let mut out = Vec::new();
+        loop {
+            while let Some(m) = self.inbox.pop_front() {
+                out.push((Instant::now(), m));
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(out);
+            }
+            self.pump(left)?;
+        }
+    }
+
+    /// Keep the connection alive (answer nothing) while waiting `dur`: sends heartbeats every
+    /// `every` so the DUT does not declare us lost.
+    pub fn idle(&mut self, dur: Duration, every: Duration) -> Result<(), StepError> {
+        let end = Instant::now() + dur;
+        let mut next_hb = Instant::now();
+        while Instant::now() < end {
+            if Instant::now() >= next_hb {
+                self.send(MsgBody::Heartbeat, false)?;
+                next_hb = Instant::now() + every;
+            }
+            let left = end.saturating_duration_since(Instant::now()).min(every);
+            self.pump(left)?;
+        }
+        Ok(())
+    }
+
+    /// Open a session; `Ok(Ok(id))` when accepted, `Ok(Err(code))` when rejected.
+    pub fn open_session(&mut self, service: &str, kind: ChannelKind, qos: Qos) -> Result<Result<u32, Code>, StepError> {
+        let id = self.next_session;
+        self.next_session += 2;
+        self.send_reliable(MsgBody::SessionOpen {
+            session_id: id,
+            kind,
+            qos,
+            service: service.to_string(),
+        })?;
+        let t = self.timeout;
+        let m = self.expect(t, "SESSION_ACCEPT or SESSION_REJECT", |b| {
+            matches!(b, MsgBody::SessionAccept { session_id, .. } | MsgBody::SessionReject { session_id, .. } if *session_id == id)
+        })?;
+        Ok(match m.body {
+            MsgBody::SessionReject { code, .. } => Err(code),
+            _ => Ok(id),
+        })
+    }
+
+    /// Largest DATA payload per record.
+    pub fn max_fragment(&self) -> usize {
+        self.mtu - RECORD_OVERHEAD - DATA_OVERHEAD
+    }
+
+    /// Send one message on a session, fragmented; reliable unless `kind` is stream.
+    pub fn send_data(&mut self, session_id: u32, msg_id: u32, data: &[u8], kind: ChannelKind) -> Result<(), StepError> {
+        let max = self.max_fragment();
+        let count = data.len().div_ceil(max).max(1);
+        let count = u16::try_from(count).map_err(|_| StepError::Unexpected("message too large to fragment".into()))?;
+        for i in 0..count {
+            let s = i as usize * max;
+            let e = (s + max).min(data.len());
+            self.send(
+                MsgBody::Data {
+                    session_id,
+                    msg_id,
+                    frag_index: i,
+                    frag_count: count,
+                    payload: data[s..e].to_vec(),
+                },
+                kind.is_reliable(),
+            )?;
+            // Stay within the DUT's 64-message receive window on big messages.
+            if kind.is_reliable() && self.unacked.len() >= 48 {
+                let end = Instant::now() + self.timeout;
+                while self.unacked.len() >= 16 && Instant::now() < end {
+                    self.pump(Duration::from_millis(50))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Receive one complete message on `session_id` (reassembling fragments).
+    pub fn recv_data(&mut self, session_id: u32, timeout: Duration) -> Result<Vec<u8>, StepError> {
+        let end = Instant::now() + timeout;
+        let mut parts: BTreeMap<(u32, u16), Vec<u8>> = BTreeMap::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let m = self.expect(left, "DATA", |b| matches!(b, MsgBody::Data { session_id: s, .. } if *s == session_id))?;
+            if let MsgBody::Data {
+                msg_id,
+                frag_index,
+                frag_count,
+                payload,
+                ..
+            } = m.body
+            {
+                parts.insert((msg_id, frag_index), payload);
+                let have = parts.keys().filter(|(id, _)| *id == msg_id).count();
+                if have == frag_count as usize {
+                    let data: Vec<u8> = parts
+                        .iter()
+                        .filter(|((id, _), _)| *id == msg_id)
+                        .flat_map(|(_, p)| p.clone())
+                        .collect();
+                    return Ok(data);
+                }
+            }
+        }
+    }
+
+    /// Ask for a permission; returns `(result, grant_id, expires_in_ms)`.
+    pub fn request_permission(&mut self, capability: &str, scope: Scope, duration_s: u32, timeout: Duration) -> Result<(PermResult, u32, u32), StepError> {
+        let req_id = self.next_rseq.wrapping_mul(7919);
+        self.send_reliable(MsgBody::PermRequest {
+            req_id,
+            scope,
+            duration_s,
+            capability: capability.to_string(),
+        })?;
+        let m = self.expect(timeout, "PERM_RESPONSE", |b| matches!(b, MsgBody::PermResponse { req_id: r, .. } if *r == req_id))?;
+        match m.body {
+            MsgBody::PermResponse {
+                result,
+                grant_id,
+                expires_in_ms,
+                ..
+            } => Ok((result, grant_id, expires_in_ms)),
+            _ => Err(StepError::Unexpected("not a PERM_RESPONSE".into())),
+        }
+    }
+
+    /// Use a capability; returns `(status, result)`.
+    pub fn invoke(&mut self, capability: &str, grant_id: u32, args: &[u8]) -> Result<(Code, Vec<u8>), StepError> {
+        let req_id = self.next_rseq.wrapping_mul(104729);
+        self.send_reliable(MsgBody::CapInvoke {
+            req_id,
+            grant_id,
+            capability: capability.to_string(),
+            args: args.to_vec(),
+        })?;
+        let t = self.timeout;
+        let m = self.expect(t, "CAP_RESULT", |b| matches!(b, MsgBody::CapResult { req_id: r, .. } if *r == req_id))?;
+        match m.body {
+            MsgBody::CapResult { status, result, .. } => Ok((status, result)),
+            _ => Err(StepError::Unexpected("not a CAP_RESULT".into())),
+        }
+    }
+
+    /// Rotate our sending key (Noise REKEY).
+    pub fn rekey(&mut self) {
+        self.tx = self.tx.rekeyed();
+    }
+
+    /// Messages still waiting in the inbox.
+    pub fn inbox(&self) -> impl Iterator<Item = &Message> {
+        self.inbox.iter()
+    }
+}

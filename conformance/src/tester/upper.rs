@@ -1,0 +1,111 @@
+//! The upper tester: a client of the tester control protocol (spec section 14), through which
+//! the harness drives the DUT (reset, set PIN, prompt policy, open sessions, revoke, state).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::lower::StepError;
+
+/// A connected control client (JSON lines over TCP, blocking, with timeouts).
+pub struct Upper {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    next_id: u64,
+    last_event: u64,
+    /// Every request and response, for the case's harness log.
+    pub transcript: Vec<String>,
+}
+
+impl Upper {
+    /// Connect, retrying until `timeout` (the DUT may still be starting).
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Upper, StepError> {
+        let end = Instant::now() + timeout;
+        loop {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                    s.set_nodelay(true)?;
+                    return Ok(Upper {
+                        reader: BufReader::new(s.try_clone()?),
+                        writer: s,
+                        next_id: 1,
+                        last_event: 0,
+                        transcript: Vec::new(),
+                    });
+                }
+                Err(e) if Instant::now() >= end => {
+                    return Err(StepError::Io(format!("control channel {addr} does not answer: {e}")))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Send a request and return the whole response object.
+    pub fn raw(&mut self, mut req: Value) -> Result<Value, StepError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        req["id"] = json!(id);
+        let line = req.to_string();
+        self.transcript.push(format!("-> {line}"));
+        writeln!(self.writer, "{line}")?;
+        let mut resp = String::new();
+        let n = self.reader.read_line(&mut resp)?;
+        if n == 0 {
+            return Err(StepError::Io("control channel closed by the DUT".into()));
+        }
+        self.transcript.push(format!("<- {}", resp.trim_end()));
+        serde_json::from_str(&resp).map_err(|e| StepError::Unexpected(format!("control response is not JSON ({e}): {resp:?}")))
+    }
+
+    /// Send a request; an error response becomes `StepError::Unexpected`.
+    pub fn call(&mut self, req: Value) -> Result<Value, StepError> {
+        let op = req["op"].clone();
+        let r = self.raw(req)?;
+        if r["ok"] != json!(true) {
+            return Err(StepError::Unexpected(format!("control op {op} failed: {}", r["error"])));
+        }
+        Ok(r["result"].clone())
+    }
+
+    /// Reset the DUT and mark every earlier event as seen.
+    pub fn reset(&mut self) -> Result<(), StepError> {
+        self.call(json!({"op": "reset"}))?;
+        self.skip_events()
+    }
+
+    /// Forget events so far.
+    pub fn skip_events(&mut self) -> Result<(), StepError> {
+        let r = self.call(json!({"op": "events", "after": self.last_event}))?;
+        if let Some(l) = r["last"].as_u64() {
+            self.last_event = l;
+        }
+        Ok(())
+    }
+
+    /// Wait for an event matching `pred` (events before it are consumed).
+    pub fn wait_event(&mut self, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value, StepError> {
+        let end = Instant::now() + timeout;
+        loop {
+            let r = self.call(json!({"op": "events", "after": self.last_event}))?;
+            for e in r["events"].as_array().cloned().unwrap_or_default() {
+                self.last_event = e["seq"].as_u64().unwrap_or(self.last_event);
+                if pred(&e) {
+                    return Ok(e);
+                }
+            }
+            if Instant::now() >= end {
+                return Err(StepError::Timeout(timeout, format!("DUT event {what}")));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The DUT's state snapshot.
+    pub fn state(&mut self) -> Result<Value, StepError> {
+        self.call(json!({"op": "state"}))
+    }
+}

@@ -1,0 +1,66 @@
+//! The suite as a libtest-mimic test binary: `cargo test -p softbus-conformance -- --list`
+//! lists every case, name filters select cases, and each case runs against the DUT of the rig
+//! named by `SOFTBUS_RIG` (default `rigs/virtual.toml`, which launches the reference daemon).
+//!
+//! A case passes when its verdict is PASS; a case whose PICS expression is false is ignored
+//! (NA). Everything else fails with the verdict and its reasons.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use softbus_conformance::run::{workspace_root, Session};
+use softbus_harness::pics::Expr;
+use softbus_harness::rig::Rig;
+use softbus_harness::verdict::Verdict;
+
+fn main() {
+    let args = Arguments::from_args();
+    let rig_path = std::env::var_os("SOFTBUS_RIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("rigs/virtual.toml"));
+    let cases = softbus_conformance::cases::all();
+    // PICS decide NA before anything is launched.
+    let pics = Rig::load(&rig_path)
+        .ok()
+        .and_then(|r| r.select_dut(None).ok().and_then(|d| r.require_pics(&d.name).ok()));
+    let session: Arc<Mutex<Option<Result<Session, String>>>> = Arc::new(Mutex::new(None));
+    let trials = cases
+        .into_iter()
+        .enumerate()
+        .map(|(i, case)| {
+            let na = match (&pics, Expr::parse(case.pics)) {
+                (Some(p), Ok(e)) => !p.satisfies(&e),
+                _ => false,
+            };
+            let session = session.clone();
+            let rig_path = rig_path.clone();
+            let name = format!("{} {}", case.id, case.title);
+            let kind = case.transport;
+            Trial::test(name, move || {
+                // One DUT for the whole binary: cases run one at a time against it.
+                let mut guard = session.lock().unwrap_or_else(|p| p.into_inner());
+                if guard.is_none() {
+                    let dir = std::env::temp_dir().join(format!("softbus-conformance-{}", std::process::id()));
+                    *guard = Some(Session::open(&rig_path, None, None, &dir, 0x5eed).map_err(|e| e.to_string()));
+                }
+                let s = match guard.as_mut() {
+                    Some(Ok(s)) => s,
+                    Some(Err(e)) => return Err(Failed::from(format!("ERROR: {e}"))),
+                    None => return Err(Failed::from("ERROR: no session")),
+                };
+                let r = s.run_case(&case, i as u64);
+                match r.verdict {
+                    Verdict::Pass | Verdict::Na => Ok(()),
+                    v => Err(Failed::from(format!("{}: {}", v.as_str(), r.reason))),
+                }
+            })
+            .with_kind(kind)
+            .with_ignored_flag(na)
+        })
+        .collect();
+    let mut args = args;
+    // One DUT: never run two cases against it at once.
+    args.test_threads = Some(1);
+    libtest_mimic::run(&args, trials).exit();
+}
