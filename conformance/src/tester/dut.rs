@@ -30,6 +30,7 @@ pub struct DutHandle {
     /// The frame address.
     pub udp: SocketAddr,
     control: Option<SocketAddr>,
+    serial_control: Option<(PathBuf, u32)>,
     /// How many times the DUT had to be (re)launched.
     pub launches: u32,
 }
@@ -78,9 +79,10 @@ impl DutHandle {
             .into_iter()
             .next()
             .ok_or_else(|| format!("DUT '{}' udp address resolves to nothing", dut.name))?;
-        let control = match dut.control_endpoint().map_err(|e| e.to_string())? {
-            ControlEndpoint::Tcp(ep) => ep.socket_addrs().ok().and_then(|a| a.into_iter().next()),
-            _ => None,
+        let (control, serial_control) = match dut.control_endpoint().map_err(|e| e.to_string())? {
+            ControlEndpoint::Tcp(ep) => (ep.socket_addrs().ok().and_then(|a| a.into_iter().next()), None),
+            ControlEndpoint::Serial(s) => (None, Some((s.path.clone(), s.baud))),
+            _ => (None, None),
         };
         let softbusd = if dut.kind == DutKind::Virtual {
             locate_softbusd()?
@@ -98,6 +100,7 @@ impl DutHandle {
             child: None,
             udp,
             control,
+            serial_control,
             launches: 0,
         })
     }
@@ -109,7 +112,7 @@ impl DutHandle {
 
     /// Whether the DUT has a control channel the harness can use.
     pub fn has_control(&self) -> bool {
-        self.control.is_some()
+        self.control.is_some() || self.serial_control.is_some()
     }
 
     /// `Some(status)` when a launched DUT has exited.
@@ -182,9 +185,12 @@ impl DutHandle {
 
     /// Connect to the control channel.
     pub fn upper(&self, timeout: Duration) -> Result<Upper, StepError> {
+        if let Some((path, baud)) = &self.serial_control {
+            return Upper::serial(path, *baud);
+        }
         let addr = self
             .control
-            .ok_or_else(|| StepError::Unexpected("the DUT has no TCP control channel".into()))?;
+            .ok_or_else(|| StepError::Unexpected("the DUT has no control channel (cases needing one ask the operator)".into()))?;
         Upper::connect(addr, timeout)
     }
 

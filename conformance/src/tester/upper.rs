@@ -1,8 +1,9 @@
 //! The upper tester: a client of the tester control protocol (spec section 14), through which
 //! the harness drives the DUT (reset, set PIN, prompt policy, open sessions, revoke, state).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -11,8 +12,8 @@ use super::lower::StepError;
 
 /// A connected control client (JSON lines over TCP, blocking, with timeouts).
 pub struct Upper {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    reader: BufReader<Box<dyn Read + Send>>,
+    writer: Box<dyn Write + Send>,
     next_id: u64,
     last_event: u64,
     /// Every request and response, for the case's harness log.
@@ -28,13 +29,7 @@ impl Upper {
                 Ok(s) => {
                     s.set_read_timeout(Some(Duration::from_secs(10)))?;
                     s.set_nodelay(true)?;
-                    return Ok(Upper {
-                        reader: BufReader::new(s.try_clone()?),
-                        writer: s,
-                        next_id: 1,
-                        last_event: 0,
-                        transcript: Vec::new(),
-                    });
+                    return Ok(Upper::over(Box::new(s.try_clone()?), Box::new(s)));
                 }
                 Err(e) if Instant::now() >= end => {
                     return Err(StepError::Io(format!("control channel {addr} does not answer: {e}")))
@@ -42,6 +37,29 @@ impl Upper {
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
+    }
+
+    /// A client over any byte stream (TCP, a serial port, a child's stdio).
+    pub fn over(reader: Box<dyn Read + Send>, writer: Box<dyn Write + Send>) -> Upper {
+        Upper {
+            reader: BufReader::new(reader),
+            writer,
+            next_id: 1,
+            last_event: 0,
+            transcript: Vec::new(),
+        }
+    }
+
+    /// A client over a serial port (the control channel of firmware test builds).
+    pub fn serial(path: &Path, baud: u32) -> Result<Upper, StepError> {
+        let port = serialport::new(path.to_string_lossy(), baud)
+            .timeout(Duration::from_secs(10))
+            .open()
+            .map_err(|e| StepError::Io(format!("control channel {}: {e}", path.display())))?;
+        let reader = port
+            .try_clone()
+            .map_err(|e| StepError::Io(format!("control channel {}: {e}", path.display())))?;
+        Ok(Upper::over(Box::new(reader), Box::new(port)))
     }
 
     /// Send a request and return the whole response object.
@@ -52,6 +70,7 @@ impl Upper {
         let line = req.to_string();
         self.transcript.push(format!("-> {line}"));
         writeln!(self.writer, "{line}")?;
+        self.writer.flush()?;
         let mut resp = String::new();
         let n = self.reader.read_line(&mut resp)?;
         if n == 0 {

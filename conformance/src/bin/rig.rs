@@ -1,0 +1,200 @@
+//! `rig check FILE`: probe every device a rig names and say what is missing and how to fix it.
+//! Usually invoked as `cargo xtask rig check rigs/<rig>.toml`. Exit 0 when every probe passes,
+//! 1 when one fails, 2 on a usage or rig-file error.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::json;
+use softbus::wire::frame::{Body, Frame};
+use softbus_conformance::tester::dut::DutHandle;
+use softbus_harness::capture::{Capture, CaptureError};
+use softbus_harness::rig::{ControlKind, DutKind, Rig};
+
+struct Probe {
+    dut: String,
+    what: String,
+    ok: bool,
+    detail: String,
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: rig check FILE\n\nProbes each DUT of the rig: launch (virtual), control channel, SoftBus frame port,\nCoAP discovery, packet capture, serial ports and BLE adapters it names.");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(cmd), Some(file)) = (args.first(), args.get(1)) else {
+        return usage();
+    };
+    if cmd != "check" {
+        return usage();
+    }
+    let path = PathBuf::from(file);
+    let rig = match Rig::load(&path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rig: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut probes = Vec::new();
+    let tmp = std::env::temp_dir().join(format!("softbus-rig-check-{}", std::process::id()));
+    for d in &rig.duts {
+        let mut add = |what: &str, ok: bool, detail: String| {
+            probes.push(Probe {
+                dut: d.name.clone(),
+                what: what.into(),
+                ok,
+                detail,
+            })
+        };
+        match rig.require_pics(&d.name) {
+            Ok(p) => add("pics", true, format!("{} features declared", p.len())),
+            Err(e) => add("pics", false, e.to_string()),
+        }
+        let mut handle = match DutHandle::new(d, None, &tmp.join(&d.name)) {
+            Ok(h) => h,
+            Err(e) => {
+                add("setup", false, e);
+                continue;
+            }
+        };
+        if d.kind == DutKind::Virtual {
+            match handle.ensure_running() {
+                Ok(()) => add("launch", true, "virtual DUT started".into()),
+                Err(e) => {
+                    add("launch", false, format!("{e} (is softbusd built? `cargo build -p softbus`)"));
+                    continue;
+                }
+            }
+        }
+        // Control channel.
+        match d.control.kind {
+            ControlKind::Tcp | ControlKind::Serial => match handle.upper(Duration::from_secs(3)).and_then(|mut u| u.call(json!({"op": "hello"}))) {
+                Ok(h) => add("control", true, format!("hello: device {} spec {}", h["device_id"], h["spec"])),
+                Err(e) => add("control", false, format!("{e}; check [dut.control] address and that the test build runs the control server")),
+            },
+            ControlKind::None => add("control", true, "none declared: cases needing it ask the operator or are INCONC".into()),
+            other => add("control", false, format!("{other:?} control channels are not supported by this harness version; use kind = \"tcp\"")),
+        }
+        // Frame port: a Noise HANDSHAKE_1 from a throwaway key must be answered.
+        let udp = handle.udp;
+        add_frame_probe(&mut add, udp);
+        // Discovery.
+        if let Some(disc) = handle.dut.discovery.clone().as_ref() {
+            let s = UdpSocket::bind(SocketAddr::new(if udp.ip().is_loopback() { [127, 0, 0, 1].into() } else { [0, 0, 0, 0].into() }, 0));
+            match s {
+                Ok(s) => {
+                    let probe = softbus::discovery::Probe::new(1, [1, 2, 3, 4], None);
+                    let target = SocketAddr::new(disc.group.into(), disc.port);
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(800)));
+                    let iface = if udp.ip().is_loopback() { Some(std::net::Ipv4Addr::LOCALHOST) } else { None };
+                    if let Some(i) = iface {
+                        let _ = socket2::SockRef::from(&s).set_multicast_if_v4(&i);
+                    }
+                    let mut buf = [0u8; 2048];
+                    let ok = probe.is_ok_and(|p| {
+                        s.send_to(&p.to_bytes(), target).is_ok()
+                            && s.recv_from(&mut buf).is_ok_and(|(n, _)| p.parse_response(&buf[..n]).is_ok())
+                    });
+                    add(
+                        "discovery",
+                        ok,
+                        if ok {
+                            format!("advert received for a multicast probe to {target}")
+                        } else {
+                            format!("no advert for a multicast probe to {target}; check [dut.discovery] and multicast routing on the interface")
+                        },
+                    );
+                }
+                Err(e) => add("discovery", false, e.to_string()),
+            }
+        }
+        // Capture rights.
+        if let Some(c) = &d.capture {
+            let f = tmp.join("probe.pcap");
+            match Capture::start(&c.interface, "udp", &f).and_then(|c| c.stop()) {
+                Ok(_) => add("capture", true, format!("can capture on {}", c.interface)),
+                Err(CaptureError::NoPermission { .. }) => add(
+                    "capture",
+                    false,
+                    format!("no permission to capture on {}: run as root or `sudo setcap cap_net_raw,cap_net_admin=eip <certify binary>`; cases needing capture will be INCONC", c.interface),
+                ),
+                Err(e) => add("capture", false, e.to_string()),
+            }
+        }
+        if let Some(s) = &d.serial {
+            let ok = std::fs::metadata(&s.path).is_ok();
+            add(
+                "serial",
+                ok,
+                if ok {
+                    format!("{} exists ({} baud)", s.path.display(), s.baud)
+                } else {
+                    format!("{} does not exist: plug in the coordinator or fix [dut.serial] path", s.path.display())
+                },
+            );
+        }
+        if d.ble.is_some() {
+            let adapters = std::fs::read_dir("/sys/class/bluetooth").map(|r| r.count()).unwrap_or(0);
+            add(
+                "ble",
+                adapters > 0,
+                if adapters > 0 {
+                    format!("{adapters} Bluetooth adapter(s) present")
+                } else {
+                    "no Bluetooth adapter (/sys/class/bluetooth is empty): attach one, or this kernel lacks Bluetooth".into()
+                },
+            );
+        }
+        handle.stop();
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    println!("rig {} ({})", rig.rig.name, path.display());
+    let w = probes.iter().map(|p| p.dut.len()).max().unwrap_or(3).max(3);
+    println!("  {:<w$}  {:<10} {:<7} detail", "dut", "probe", "status");
+    for p in &probes {
+        println!("  {:<w$}  {:<10} {:<7} {}", p.dut, p.what, if p.ok { "ok" } else { "MISSING" }, p.detail);
+    }
+    if probes.iter().all(|p| p.ok) {
+        println!("all probes passed");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn add_frame_probe(add: &mut impl FnMut(&str, bool, String), udp: SocketAddr) {
+    let result = (|| -> Result<String, String> {
+        let id = softbus::Identity::from_secret([0x42; 32]);
+        let mut hs = softbus::crypto::noise_builder(&id).build_initiator().map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 256];
+        let n = hs.write_message(&[], &mut buf).map_err(|e| e.to_string())?;
+        let f = Frame {
+            conn_id: 0,
+            body: Body::Handshake1 {
+                sender_conn_id: 0x7e57_0001,
+                noise: buf[..n].to_vec(),
+            },
+        };
+        let local: SocketAddr = if udp.ip().is_loopback() { "127.0.0.1:0" } else { "0.0.0.0:0" }.parse().map_err(|_| "addr")?;
+        let s = UdpSocket::bind(local).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).map_err(|e| e.to_string())?;
+        s.send_to(&f.to_vec(), udp).map_err(|e| e.to_string())?;
+        let mut rb = [0u8; 2048];
+        let (n, _) = s.recv_from(&mut rb).map_err(|_| format!("no answer from {udp} to a HANDSHAKE_1 within 1 s"))?;
+        match Frame::parse(&rb[..n]) {
+            Ok(Frame { body: Body::Handshake2 { .. }, .. }) => Ok(format!("{udp} answers HANDSHAKE_1")),
+            Ok(other) => Ok(format!("{udp} answers with {:?}", other.frame_type())),
+            Err(e) => Err(format!("{udp} answered with a malformed frame: {e}")),
+        }
+    })();
+    match result {
+        Ok(d) => add("frames", true, d),
+        Err(e) => add("frames", false, format!("{e}; check [dut.udp]")),
+    }
+}

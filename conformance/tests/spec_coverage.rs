@@ -1,0 +1,31 @@
+//! Every MUST of the spec has at least one case, and cases only name requirements the spec
+//! defines (`cargo xtask spec-coverage` prints the whole matrix).
+
+use softbus_conformance::coverage::Matrix;
+
+#[test]
+fn every_must_has_a_case() {
+    let reqs = softbus_conformance::spec::requirements();
+    let m = Matrix::build(&reqs, &softbus_conformance::cases::all());
+    let uncovered: Vec<String> = m.uncovered_musts().iter().map(|r| r.id.clone()).collect();
+    assert!(
+        uncovered.is_empty(),
+        "MUSTs without a case: {uncovered:?}\nRun `cargo xtask spec-coverage` for the matrix."
+    );
+    assert!(m.unknown.is_empty(), "cases name undefined requirements: {:?}", m.unknown);
+}
+
+#[test]
+fn case_ids_are_unique_and_well_formed() {
+    let cases = softbus_conformance::cases::all();
+    let mut ids: Vec<&str> = cases.iter().map(|c| c.id).collect();
+    ids.sort();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "duplicate case IDs");
+    for c in &cases {
+        assert!(c.id.starts_with("SB-") && c.id.len() >= 10, "{}", c.id);
+        assert!(!c.requirements.is_empty(), "{} names no requirement", c.id);
+        assert!(softbus_harness::pics::Expr::parse(c.pics).is_ok(), "{}: bad PICS {}", c.id, c.pics);
+    }
+}

@@ -1,0 +1,132 @@
+//! The suite tests itself: certifying the reference on the virtual rig passes (every case PASS
+//! or NA, all report files written), and certifying each fault of `softbusd --fault list` fails
+//! with at least one failing case that traces a requirement the fault names.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+use serde_json::Value;
+use softbus_e2e::{binary, workspace_root};
+
+fn certify(report_dir: &Path, extra: &[&str]) -> anyhow::Result<(i32, Value, String)> {
+    let out = Command::new(binary("softbus-conformance", "certify")?)
+        .arg("--report-dir")
+        .arg(report_dir)
+        .args(["--seed", "42", "--quiet"])
+        .args(extra)
+        .current_dir(workspace_root())
+        .output()?;
+    let code = out.status.code().unwrap_or(-1);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json"))?)?;
+    Ok((code, report, String::from_utf8_lossy(&out.stderr).to_string()))
+}
+
+#[test]
+fn reference_certifies_clean_on_the_virtual_rig() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (code, report, stderr) = certify(dir.path(), &[])?;
+    let cases = report["cases"].as_array().cloned().unwrap_or_default();
+    let bad: Vec<String> = cases
+        .iter()
+        .filter(|c| c["verdict"] != "PASS" && c["verdict"] != "NA")
+        .map(|c| format!("{} {}: {}", c["id"], c["verdict"], c["reason"]))
+        .collect();
+    assert!(bad.is_empty(), "cases that did not pass:\n{}\n{stderr}", bad.join("\n"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(cases.len() >= 40, "only {} cases", cases.len());
+    for f in ["report.json", "junit.xml", "report.html", "results.jsonl"] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    let jsonl = std::fs::read_to_string(dir.path().join("results.jsonl"))?;
+    assert_eq!(jsonl.lines().count(), cases.len());
+    let p = &report["provenance"];
+    for k in ["suite_version", "fixtures_hash", "rig_hash", "pics_hash", "seed", "host"] {
+        assert!(!p[k].is_null(), "provenance.{k} missing: {p}");
+    }
+    // Every case that ran left evidence that exists.
+    for c in &cases {
+        for e in c["evidence"].as_array().cloned().unwrap_or_default() {
+            let rel = e.as_str().unwrap_or_default();
+            assert!(dir.path().join(rel).is_file(), "{rel} listed but missing");
+        }
+    }
+    // Latency cases report percentiles.
+    assert!(cases.iter().any(|c| c["latency"]["p99_us"].is_u64()), "no latency figures");
+    Ok(())
+}
+
+#[test]
+fn every_fault_is_caught_by_a_case_tracing_its_requirements() -> anyhow::Result<()> {
+    let out = Command::new(binary("softbus", "softbusd")?).args(["--fault", "list"]).output()?;
+    let catalogue = String::from_utf8(out.stdout)?;
+    let faults: Vec<(String, BTreeSet<String>)> = catalogue
+        .lines()
+        .filter_map(|l| {
+            let mut cols = l.split('\t');
+            let name = cols.next()?.to_string();
+            let reqs = cols.next()?.split(',').map(|s| s.trim().to_string()).collect();
+            Some((name, reqs))
+        })
+        .collect();
+    assert!(faults.len() >= 12);
+    let results: Mutex<Vec<(String, Result<Vec<String>, String>)>> = Mutex::new(Vec::new());
+    let queue = Mutex::new(faults.clone());
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| loop {
+                let Some((name, reqs)) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+                    return;
+                };
+                let r = (|| -> Result<Vec<String>, String> {
+                    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                    let (code, report, stderr) = certify(dir.path(), &["--fault", &name]).map_err(|e| e.to_string())?;
+                    let cases = report["cases"].as_array().cloned().unwrap_or_default();
+                    let failing: Vec<&Value> = cases.iter().filter(|c| c["verdict"] == "FAIL").collect();
+                    let tracing: Vec<String> = failing
+                        .iter()
+                        .filter(|c| {
+                            c["failures"].as_array().is_some_and(|fs| {
+                                fs.iter().any(|f| f["requirement"].as_str().is_some_and(|r| reqs.contains(r)))
+                            })
+                        })
+                        .map(|c| c["id"].as_str().unwrap_or_default().to_string())
+                        .collect();
+                    if code != 1 {
+                        return Err(format!("exit {code} (want 1); {} failing cases; {stderr}", failing.len()));
+                    }
+                    if tracing.is_empty() {
+                        let ids: Vec<String> = failing
+                            .iter()
+                            .map(|c| format!("{} {}", c["id"], c["failures"]))
+                            .collect();
+                        return Err(format!("no failing case traces {reqs:?}; failing: {ids:?}"));
+                    }
+                    Ok(tracing)
+                })();
+                results.lock().unwrap_or_else(|p| p.into_inner()).push((name, r));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut table = String::from("| fault | requirements | caught by |\n|---|---|---|\n");
+    let mut missed = Vec::new();
+    for (name, r) in &results {
+        let reqs = faults
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| r.iter().cloned().collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        match r {
+            Ok(cases) => table.push_str(&format!("| `{name}` | {reqs} | {} |\n", cases.join(", "))),
+            Err(e) => missed.push(format!("{name}: {e}")),
+        }
+    }
+    let out = workspace_root().join("target").join("fault-table.md");
+    let _ = std::fs::write(&out, &table);
+    println!("{table}");
+    assert!(missed.is_empty(), "faults not caught:\n{}", missed.join("\n"));
+    Ok(())
+}
