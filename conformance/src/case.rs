@@ -43,7 +43,10 @@ pub struct Case {
 
 impl std::fmt::Debug for Case {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Case").field("id", &self.id).field("title", &self.title).finish()
+        f.debug_struct("Case")
+            .field("id", &self.id)
+            .field("title", &self.title)
+            .finish()
     }
 }
 
@@ -130,7 +133,10 @@ impl<'a> Ctx<'a> {
 
     /// The control transcript so far.
     pub fn control_transcript(&self) -> Vec<String> {
-        self.upper.as_ref().map(|u| u.transcript.clone()).unwrap_or_default()
+        self.upper
+            .as_ref()
+            .map(|u| u.transcript.clone())
+            .unwrap_or_default()
     }
 
     /// Reset the DUT and give it the PIXIT PIN and an approving prompt policy.
@@ -145,7 +151,8 @@ impl<'a> Ctx<'a> {
 
     /// Set the DUT's prompt policy.
     pub fn prompt_policy(&mut self, policy: &str) -> Result<(), StepError> {
-        self.upper()?.call(json!({"op": "set_prompt_policy", "policy": policy}))?;
+        self.upper()?
+            .call(json!({"op": "set_prompt_policy", "policy": policy}))?;
         Ok(())
     }
 
@@ -171,15 +178,23 @@ impl<'a> Ctx<'a> {
         let pin = self.pixit.pin.clone();
         let out = lt.pair(&pin, false)?;
         if out.status != softbus::wire::Code::Ok {
-            return Err(StepError::Unexpected(format!("preamble: pairing with the PIXIT PIN failed: {}", out.status)));
+            return Err(StepError::Unexpected(format!(
+                "preamble: pairing with the PIXIT PIN failed: {}",
+                out.status
+            )));
         }
         Ok(())
     }
 
     /// Record a connection's keys for the Wireshark key log.
     pub fn keep_keys(&mut self, c: &SecureConn) {
-        self.keys.push((c.remote_id, hex::encode(c.tx.raw()), hex::encode(c.rx.raw())));
-        self.keys.push((c.local_id, hex::encode(c.rx.raw()), hex::encode(c.tx.raw())));
+        self.keys.push((
+            c.remote_id,
+            hex::encode(c.tx.raw()),
+            hex::encode(c.rx.raw()),
+        ));
+        self.keys
+            .push((c.local_id, hex::encode(c.rx.raw()), hex::encode(c.tx.raw())));
     }
 
     /// Preamble: fresh DUT, a new lower tester paired and connected.
@@ -201,7 +216,9 @@ impl<'a> Ctx<'a> {
         let (lt, mut c) = self.connected()?;
         match c.open_session(service, kind, Qos::Interactive)? {
             Ok(id) => Ok((lt, c, id)),
-            Err(code) => Err(StepError::Unexpected(format!("preamble: session to '{service}' rejected with {code}"))),
+            Err(code) => Err(StepError::Unexpected(format!(
+                "preamble: session to '{service}' rejected with {code}"
+            ))),
         }
     }
 
@@ -210,18 +227,27 @@ impl<'a> Ctx<'a> {
         use softbus::wire::msg::MsgBody;
         c.send_reliable(MsgBody::CapQuery { req_id: 77 })?;
         let t = self.timeout();
-        let m = c.expect(t, "CAP_LIST", |b| matches!(b, MsgBody::CapList { req_id: 77, .. }))?;
+        let m = c.expect(t, "CAP_LIST", |b| {
+            matches!(b, MsgBody::CapList { req_id: 77, .. })
+        })?;
         let MsgBody::CapList { cbor, .. } = m.body else {
             return Err(StepError::Unexpected("not a CAP_LIST".into()));
         };
-        let caps = softbus::capability::decode_list(&cbor).map_err(|e| StepError::Unexpected(e.to_string()))?;
+        let caps = softbus::capability::decode_list(&cbor)
+            .map_err(|e| StepError::Unexpected(e.to_string()))?;
         caps.first()
             .map(|c| c.name.clone())
             .ok_or_else(|| StepError::Unexpected("preamble: the DUT lists no capability".into()))
     }
 
     /// Check a condition: FAIL naming `requirement` when it does not hold.
-    pub fn check(&mut self, requirement: &str, ok: bool, expected: impl Into<String>, observed: impl Into<String>) -> bool {
+    pub fn check(
+        &mut self,
+        requirement: &str,
+        ok: bool,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+    ) -> bool {
         if !ok {
             self.outcome.fail(requirement, expected, observed);
         }
@@ -229,7 +255,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// A step the DUT must complete: on error, FAIL naming `requirement`.
-    pub fn must<T>(&mut self, requirement: &str, expected: &str, r: Result<T, StepError>) -> Option<T> {
+    pub fn must<T>(
+        &mut self,
+        requirement: &str,
+        expected: &str,
+        r: Result<T, StepError>,
+    ) -> Option<T> {
         match r {
             Ok(v) => Some(v),
             Err(StepError::Io(e)) => {

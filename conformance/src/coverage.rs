@@ -76,9 +76,18 @@ impl Matrix {
             } else {
                 row.cases.join(", ")
             };
-            out.push_str(&format!("  {:<9} {:<10} {}\n", r.id, r.keyword.as_str(), cases));
+            out.push_str(&format!(
+                "  {:<9} {:<10} {}\n",
+                r.id,
+                r.keyword.as_str(),
+                cases
+            ));
         }
-        let musts = self.rows.iter().filter(|r| r.requirement.keyword.is_mandatory()).count();
+        let musts = self
+            .rows
+            .iter()
+            .filter(|r| r.requirement.keyword.is_mandatory())
+            .count();
         let covered = musts - self.uncovered_musts().len();
         let all_cov = self.rows.iter().filter(|r| !r.cases.is_empty()).count();
         out.push_str(&format!(
@@ -87,10 +96,16 @@ impl Matrix {
             all_cov,
             musts,
             covered,
-            if musts == 0 { 100.0 } else { covered as f64 * 100.0 / musts as f64 }
+            if musts == 0 {
+                100.0
+            } else {
+                covered as f64 * 100.0 / musts as f64
+            }
         ));
         for (case, req) in &self.unknown {
-            out.push_str(&format!("case {case} names {req}, which the spec does not define\n"));
+            out.push_str(&format!(
+                "case {case} names {req}, which the spec does not define\n"
+            ));
         }
         out
     }

@@ -58,7 +58,10 @@ impl std::fmt::Display for UsageError {
 
 /// The workspace root (for fixtures and git provenance).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Whether `case` matches a `--filter` pattern: a case-insensitive substring of its ID or
@@ -77,7 +80,9 @@ fn glob(pattern: &str, text: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == text,
         Some((head, rest)) => {
-            let Some(after) = text.strip_prefix(head) else { return false };
+            let Some(after) = text.strip_prefix(head) else {
+                return false;
+            };
             (0..=after.len()).any(|i| after.is_char_boundary(i) && glob(rest, &after[i..]))
         }
     }
@@ -99,10 +104,21 @@ pub struct Session {
 
 impl Session {
     /// Load the rig, check PICS, prepare (and launch) the DUT.
-    pub fn open(rig_path: &Path, dut: Option<&str>, fault: Option<String>, dir: &Path, seed: u64) -> Result<Session, UsageError> {
+    pub fn open(
+        rig_path: &Path,
+        dut: Option<&str>,
+        fault: Option<String>,
+        dir: &Path,
+        seed: u64,
+    ) -> Result<Session, UsageError> {
         let rig = Rig::load(rig_path).map_err(|e| UsageError(e.to_string()))?;
-        let d = rig.select_dut(dut).map_err(|e| UsageError(e.to_string()))?.clone();
-        let pics = rig.require_pics(&d.name).map_err(|e| UsageError(e.to_string()))?;
+        let d = rig
+            .select_dut(dut)
+            .map_err(|e| UsageError(e.to_string()))?
+            .clone();
+        let pics = rig
+            .require_pics(&d.name)
+            .map_err(|e| UsageError(e.to_string()))?;
         std::fs::create_dir_all(dir).map_err(|e| UsageError(format!("{}: {e}", dir.display())))?;
         if fault.is_some() && d.kind != softbus_harness::rig::DutKind::Virtual {
             return Err(UsageError(format!(
@@ -126,15 +142,16 @@ impl Session {
     pub fn run_case(&mut self, case: &Case, index: u64) -> CaseReport {
         let started = Instant::now();
         let expr = Expr::parse(case.pics);
-        let report = |outcome: &CaseOutcome, evidence: Vec<String>, latency: Option<LatencyReport>| {
-            let mut r = CaseReport::from_outcome(case.id, case.title, outcome);
-            r.transport = case.transport.to_string();
-            r.requirements = case.requirements.iter().map(|s| s.to_string()).collect();
-            r.duration_ms = started.elapsed().as_millis() as u64;
-            r.evidence = evidence;
-            r.latency = latency;
-            r
-        };
+        let report =
+            |outcome: &CaseOutcome, evidence: Vec<String>, latency: Option<LatencyReport>| {
+                let mut r = CaseReport::from_outcome(case.id, case.title, outcome);
+                r.transport = case.transport.to_string();
+                r.requirements = case.requirements.iter().map(|s| s.to_string()).collect();
+                r.duration_ms = started.elapsed().as_millis() as u64;
+                r.evidence = evidence;
+                r.latency = latency;
+                r
+            };
         let expr = match expr {
             Ok(e) => e,
             Err(e) => {
@@ -144,7 +161,11 @@ impl Session {
             }
         };
         if !self.pics.satisfies(&expr) {
-            return report(&CaseOutcome::not_applicable(expr.explain(&self.pics)), vec![], None);
+            return report(
+                &CaseOutcome::not_applicable(expr.explain(&self.pics)),
+                vec![],
+                None,
+            );
         }
         if let Err(e) = self.dut.ensure_running() {
             let mut o = CaseOutcome::new();
@@ -158,17 +179,25 @@ impl Session {
 
         // Capture on the rig's interface, if it names one and we have the rights.
         let mut capture_note = None;
-        let capture = self.dut.dut.capture.as_ref().map(|c| c.interface.clone()).and_then(|iface| {
-            let filter = format!("udp port {}", self.dut.udp.port());
-            match Capture::start(&iface, &filter, case_dir.join("capture.pcap")) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    capture_note = Some(format!("no capture: {e}"));
-                    None
+        let capture = self
+            .dut
+            .dut
+            .capture
+            .as_ref()
+            .map(|c| c.interface.clone())
+            .and_then(|iface| {
+                let filter = format!("udp port {}", self.dut.udp.port());
+                match Capture::start(&iface, &filter, case_dir.join("capture.pcap")) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        capture_note = Some(format!("no capture: {e}"));
+                        None
+                    }
                 }
-            }
-        });
-        let log_start = std::fs::metadata(&self.dut.log_path).map(|m| m.len()).unwrap_or(0);
+            });
+        let log_start = std::fs::metadata(&self.dut.log_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
 
         let seed = self.seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let pics = self.pics.clone();
@@ -181,18 +210,22 @@ impl Session {
         match result {
             Ok(Ok(())) => {}
             Ok(Err(StepError::Io(e))) => ctx.outcome.error(format!("harness I/O error: {e}")),
-            Ok(Err(e)) => ctx.outcome.inconc(format!("a preamble or step did not complete: {e}")),
+            Ok(Err(e)) => ctx
+                .outcome
+                .inconc(format!("a preamble or step did not complete: {e}")),
             Err(panic) => {
                 let msg = panic
                     .downcast_ref::<String>()
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "unknown panic".into());
-                ctx.outcome.error(format!("harness bug: the case panicked: {msg}"));
+                ctx.outcome
+                    .error(format!("harness bug: the case panicked: {msg}"));
             }
         }
         if !ctx.outcome.is_decided() {
-            ctx.outcome.error("the case assigned no verdict (harness bug)");
+            ctx.outcome
+                .error("the case assigned no verdict (harness bug)");
         }
         let mut outcome = std::mem::take(&mut ctx.outcome);
         let log = std::mem::take(&mut ctx.log);
@@ -230,7 +263,10 @@ impl Session {
         if !keys.is_empty() {
             // One line per direction: conn_id (receiver) and the AES-256-GCM key, for the
             // Wireshark dissector (tools/wireshark/softbus.lua).
-            let text: String = keys.iter().map(|(id, tx, _)| format!("SOFTBUS_KEY {id:08x} {tx}\n")).collect();
+            let text: String = keys
+                .iter()
+                .map(|(id, tx, _)| format!("SOFTBUS_KEY {id:08x} {tx}\n"))
+                .collect();
             if std::fs::write(case_dir.join("keys.log"), text).is_ok() {
                 evidence.push(rel("keys.log"));
             }
@@ -241,7 +277,8 @@ impl Session {
                 evidence.push(rel("dut.log"));
             }
         }
-        let latency = measured.and_then(|m| LatencyReport::from_histogram(&m.histogram, m.bound, m.floor));
+        let latency =
+            measured.and_then(|m| LatencyReport::from_histogram(&m.histogram, m.bound, m.floor));
         report(&outcome, evidence, latency)
     }
 }
@@ -255,7 +292,10 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
             .unwrap_or(1)
     });
     let started_at = report::rfc3339_utc(SystemTime::now());
-    let selected: Vec<&Case> = cases.iter().filter(|c| matches_filter(c, opts.filter.as_deref())).collect();
+    let selected: Vec<&Case> = cases
+        .iter()
+        .filter(|c| matches_filter(c, opts.filter.as_deref()))
+        .collect();
     if selected.is_empty() {
         return Err(UsageError(format!(
             "--filter {:?} matches no case; `cargo test -p softbus-conformance -- --list` lists them",
@@ -266,8 +306,15 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
         Some(p) => Some(RunReport::read(p).map_err(|e| UsageError(format!("--baseline: {e}")))?),
         None => None,
     };
-    let mut session = Session::open(&opts.rig, opts.dut.as_deref(), opts.fault.clone(), &opts.report_dir, seed)?;
-    let mut results = ResultsLog::create(&opts.report_dir).map_err(|e| UsageError(e.to_string()))?;
+    let mut session = Session::open(
+        &opts.rig,
+        opts.dut.as_deref(),
+        opts.fault.clone(),
+        &opts.report_dir,
+        seed,
+    )?;
+    let mut results =
+        ResultsLog::create(&opts.report_dir).map_err(|e| UsageError(e.to_string()))?;
 
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -285,7 +332,10 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
             session.dut.dut.name,
             opts.rig.display(),
             selected.len(),
-            opts.fault.as_deref().map(|f| format!(", fault {f}")).unwrap_or_default()
+            opts.fault
+                .as_deref()
+                .map(|f| format!(", fault {f}"))
+                .unwrap_or_default()
         );
     }
     let mut reports = Vec::new();
@@ -297,7 +347,11 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
         let r = session.run_case(case, i as u64);
         if opts.progress {
             let extra = match (&r.latency, r.verdict) {
-                (Some(l), _) => format!("  p50 {:.2} ms  p99 {:.2} ms", l.p50_us as f64 / 1000.0, l.p99_us as f64 / 1000.0),
+                (Some(l), _) => format!(
+                    "  p50 {:.2} ms  p99 {:.2} ms",
+                    l.p50_us as f64 / 1000.0,
+                    l.p99_us as f64 / 1000.0
+                ),
                 (None, Verdict::Pass) => String::new(),
                 (None, _) => format!("  {}", r.reason.chars().take(160).collect::<String>()),
             };
@@ -326,7 +380,8 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
     let provenance = Provenance {
         suite_version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: report::git_commit(&root),
-        fixtures_hash: report::hash_tree(&root.join("fixtures")).unwrap_or_else(|_| "unavailable".into()),
+        fixtures_hash: report::hash_tree(&root.join("fixtures"))
+            .unwrap_or_else(|_| "unavailable".into()),
         rig_path: opts.rig.display().to_string(),
         rig_hash: session.rig.hash(),
         pics_hash: session.pics.hash(),
@@ -339,7 +394,9 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
         fault: opts.fault.clone(),
     };
     let run = RunReport::new(provenance, reports);
-    let written = run.write_all(&opts.report_dir).map_err(|e| UsageError(format!("writing the report: {e}")))?;
+    let written = run
+        .write_all(&opts.report_dir)
+        .map_err(|e| UsageError(format!("writing the report: {e}")))?;
     if opts.progress {
         println!();
         print!("{}", report::summary_table(&run));

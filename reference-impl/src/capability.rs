@@ -61,7 +61,10 @@ pub fn encode_list(caps: &[Capability]) -> Vec<u8> {
                 (
                     Value::Text("metrics".into()),
                     Value::Map(vec![
-                        (Value::Text("load".into()), Value::Integer(c.metrics.load.into())),
+                        (
+                            Value::Text("load".into()),
+                            Value::Integer(c.metrics.load.into()),
+                        ),
                         (Value::Text("battery".into()), battery),
                         (
                             Value::Text("latency_ms".into()),
@@ -113,7 +116,9 @@ pub fn decode_list(cbor: &[u8]) -> Result<Vec<Capability>, CapListError> {
             };
             let text = |k: &str| match get(m, k) {
                 Some(Value::Text(t)) if !t.is_empty() && t.len() <= 64 => Ok(t.clone()),
-                _ => Err(CapListError(format!("{k} missing or not a 1..64 byte string"))),
+                _ => Err(CapListError(format!(
+                    "{k} missing or not a 1..64 byte string"
+                ))),
             };
             let name = text("name")?;
             let kind = text("kind")?;
@@ -130,8 +135,11 @@ pub fn decode_list(cbor: &[u8]) -> Result<Vec<Capability>, CapListError> {
                 metrics: Metrics {
                     load: small_uint(get(metrics, "load"), "load", 100)? as u8,
                     battery,
-                    latency_ms: small_uint(get(metrics, "latency_ms"), "latency_ms", u32::MAX as u64)?
-                        as u32,
+                    latency_ms: small_uint(
+                        get(metrics, "latency_ms"),
+                        "latency_ms",
+                        u32::MAX as u64,
+                    )? as u32,
                 },
             })
         })

@@ -204,7 +204,8 @@ impl DaemonConfig {
             problem,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let mut cfg: DaemonConfig = toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
+        let mut cfg: DaemonConfig =
+            toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
         cfg.validate().map_err(err)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut cfg.device.identity_key, &mut cfg.device.trust_store] {
@@ -222,7 +223,9 @@ impl DaemonConfig {
         }
         if let Some(pin) = &d.pin {
             if !crate::crypto::is_valid_pin(pin) {
-                return Err(format!("device.pin: \"{pin}\" is not exactly 6 ASCII digits"));
+                return Err(format!(
+                    "device.pin: \"{pin}\" is not exactly 6 ASCII digits"
+                ));
             }
         }
         if d.heartbeat_interval_ms == 0 || d.heartbeat_interval_ms > 3_600_000 {
@@ -248,11 +251,16 @@ impl DaemonConfig {
                 ));
             }
             if c.metrics.load > 100 || c.metrics.battery.is_some_and(|b| b > 100) {
-                return Err(format!("capability[{i}].metrics: load and battery are percentages (0..=100)"));
+                return Err(format!(
+                    "capability[{i}].metrics: load and battery are percentages (0..=100)"
+                ));
             }
         }
         if !self.discovery.group.is_multicast() {
-            return Err(format!("discovery.group: {} is not a multicast address", self.discovery.group));
+            return Err(format!(
+                "discovery.group: {} is not a multicast address",
+                self.discovery.group
+            ));
         }
         Ok(())
     }
@@ -308,11 +316,17 @@ udp = "127.0.0.1:0"
 
     #[test]
     fn errors_name_file_and_key() {
-        let e = load_str(&GOOD.replace("123456", "12a")).unwrap_err().to_string();
+        let e = load_str(&GOOD.replace("123456", "12a"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("d.toml") && e.contains("device.pin"), "{e}");
-        let e = load_str(&GOOD.replace("kind = \"speaker\"", "kind = \"toaster\"")).unwrap_err().to_string();
+        let e = load_str(&GOOD.replace("kind = \"speaker\"", "kind = \"toaster\""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("capability[0].kind"), "{e}");
-        let e = load_str(&GOOD.replace("name = \"spk\"", "name = \"spk\"\nnmae = 1")).unwrap_err().to_string();
+        let e = load_str(&GOOD.replace("name = \"spk\"", "name = \"spk\"\nnmae = 1"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nmae"), "{e}");
     }
 }

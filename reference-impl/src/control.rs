@@ -90,14 +90,24 @@ impl From<ApiError> for ControlError {
 
 /// Parse one line. On failure, the request ID (if readable) comes back with the error.
 pub fn parse_request(line: &str) -> Result<Request, (Value, ControlError)> {
-    let v: Value = serde_json::from_str(line)
-        .map_err(|e| (Value::Null, ControlError::new("BAD_REQUEST", format!("not JSON: {e}"))))?;
+    let v: Value = serde_json::from_str(line).map_err(|e| {
+        (
+            Value::Null,
+            ControlError::new("BAD_REQUEST", format!("not JSON: {e}")),
+        )
+    })?;
     let Value::Object(args) = v else {
-        return Err((Value::Null, ControlError::new("BAD_REQUEST", "a request is a JSON object")));
+        return Err((
+            Value::Null,
+            ControlError::new("BAD_REQUEST", "a request is a JSON object"),
+        ));
     };
     let id = args.get("id").cloned().unwrap_or(Value::Null);
     let Some(op) = args.get("op").and_then(Value::as_str) else {
-        return Err((id, ControlError::new("BAD_REQUEST", "missing string field \"op\"")));
+        return Err((
+            id,
+            ControlError::new("BAD_REQUEST", "missing string field \"op\""),
+        ));
     };
     Ok(Request {
         id: id.clone(),
@@ -110,27 +120,34 @@ pub fn parse_request(line: &str) -> Result<Request, (Value, ControlError)> {
 pub fn response(id: Value, r: Result<Value, ControlError>) -> Value {
     match r {
         Ok(result) => json!({ "id": id, "ok": true, "result": result }),
-        Err(e) => json!({ "id": id, "ok": false, "error": { "code": e.code, "message": e.message } }),
+        Err(e) => {
+            json!({ "id": id, "ok": false, "error": { "code": e.code, "message": e.message } })
+        }
     }
 }
 
 fn arg_str<'a>(req: &'a Request, key: &str) -> Result<&'a str, ControlError> {
-    req.args
-        .get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| ControlError::new("INVALID_ARGS", format!("{}: missing string field \"{key}\"", req.op)))
+    req.args.get(key).and_then(Value::as_str).ok_or_else(|| {
+        ControlError::new(
+            "INVALID_ARGS",
+            format!("{}: missing string field \"{key}\"", req.op),
+        )
+    })
 }
 
 fn arg_u64(req: &Request, key: &str) -> Result<u64, ControlError> {
-    req.args
-        .get(key)
-        .and_then(Value::as_u64)
-        .ok_or_else(|| ControlError::new("INVALID_ARGS", format!("{}: missing integer field \"{key}\"", req.op)))
+    req.args.get(key).and_then(Value::as_u64).ok_or_else(|| {
+        ControlError::new(
+            "INVALID_ARGS",
+            format!("{}: missing integer field \"{key}\"", req.op),
+        )
+    })
 }
 
 fn arg_u32(req: &Request, key: &str) -> Result<u32, ControlError> {
-    u32::try_from(arg_u64(req, key)?)
-        .map_err(|_| ControlError::new("INVALID_ARGS", format!("{}: \"{key}\" exceeds u32", req.op)))
+    u32::try_from(arg_u64(req, key)?).map_err(|_| {
+        ControlError::new("INVALID_ARGS", format!("{}: \"{key}\" exceeds u32", req.op))
+    })
 }
 
 /// Which link an `addr` argument names.
@@ -150,45 +167,79 @@ pub fn arg_addr(req: &Request, key: &str) -> Result<(Link, SocketAddr), ControlE
     } else {
         (Link::Udp, s.strip_prefix("udp:").unwrap_or(s))
     };
-    let addr = rest
-        .parse()
-        .map_err(|_| ControlError::new("INVALID_ARGS", format!("{}: \"{key}\" = {s:?} is not [udp:|tcp:]host:port", req.op)))?;
+    let addr = rest.parse().map_err(|_| {
+        ControlError::new(
+            "INVALID_ARGS",
+            format!("{}: \"{key}\" = {s:?} is not [udp:|tcp:]host:port", req.op),
+        )
+    })?;
     Ok((link, addr))
 }
 
 fn arg_peer(req: &Request) -> Result<DeviceId, ControlError> {
     let s = arg_str(req, "peer")?;
-    DeviceId::from_hex(s)
-        .ok_or_else(|| ControlError::new("INVALID_ARGS", format!("{}: peer {s:?} is not 16 hex digits", req.op)))
+    DeviceId::from_hex(s).ok_or_else(|| {
+        ControlError::new(
+            "INVALID_ARGS",
+            format!("{}: peer {s:?} is not 16 hex digits", req.op),
+        )
+    })
 }
 
 fn arg_hex(req: &Request, key: &str) -> Result<Vec<u8>, ControlError> {
     match req.args.get(key) {
         None => Ok(Vec::new()),
-        Some(Value::String(s)) => hex::decode(s)
-            .map_err(|_| ControlError::new("INVALID_ARGS", format!("{}: \"{key}\" is not hex", req.op))),
-        Some(_) => Err(ControlError::new("INVALID_ARGS", format!("{}: \"{key}\" must be a hex string", req.op))),
+        Some(Value::String(s)) => hex::decode(s).map_err(|_| {
+            ControlError::new("INVALID_ARGS", format!("{}: \"{key}\" is not hex", req.op))
+        }),
+        Some(_) => Err(ControlError::new(
+            "INVALID_ARGS",
+            format!("{}: \"{key}\" must be a hex string", req.op),
+        )),
     }
 }
 
-fn arg_enum<T: serde::de::DeserializeOwned>(req: &Request, key: &str, default: Option<T>) -> Result<T, ControlError> {
+fn arg_enum<T: serde::de::DeserializeOwned>(
+    req: &Request,
+    key: &str,
+    default: Option<T>,
+) -> Result<T, ControlError> {
     match req.args.get(key) {
-        None => default.ok_or_else(|| ControlError::new("INVALID_ARGS", format!("{}: missing field \"{key}\"", req.op))),
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|_| ControlError::new("INVALID_ARGS", format!("{}: \"{key}\" = {v} is not an allowed value", req.op))),
+        None => default.ok_or_else(|| {
+            ControlError::new(
+                "INVALID_ARGS",
+                format!("{}: missing field \"{key}\"", req.op),
+            )
+        }),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+            ControlError::new(
+                "INVALID_ARGS",
+                format!("{}: \"{key}\" = {v} is not an allowed value", req.op),
+            )
+        }),
     }
 }
 
 /// The `events` op: every event with a sequence number above `after`.
 pub fn events_since(events: &VecDeque<(u64, Value)>, req: &Request) -> Value {
     let after = req.args.get("after").and_then(Value::as_u64).unwrap_or(0);
-    let list: Vec<&Value> = events.iter().filter(|(s, _)| *s > after).map(|(_, v)| v).collect();
+    let list: Vec<&Value> = events
+        .iter()
+        .filter(|(s, _)| *s > after)
+        .map(|(_, v)| v)
+        .collect();
     let last = events.back().map(|(s, _)| *s).unwrap_or(after);
     json!({ "events": list, "last": last })
 }
 
 /// Execute every op except `events` and `connect` over TCP (which need the driver's state).
-pub fn execute(ep: &mut Endpoint, now: Instant, req: &Request, bound: &Bound, coap_malformed: u64) -> Result<Value, ControlError> {
+pub fn execute(
+    ep: &mut Endpoint,
+    now: Instant,
+    req: &Request,
+    bound: &Bound,
+    coap_malformed: u64,
+) -> Result<Value, ControlError> {
     match req.op.as_str() {
         "hello" => Ok(json!({
             "spec": "softbus/1",
@@ -229,27 +280,53 @@ pub fn execute(ep: &mut Endpoint, now: Instant, req: &Request, bound: &Bound, co
             Ok(json!({ "session_id": id }))
         }
         "send" => {
-            ep.send(now, arg_peer(req)?, arg_u32(req, "session_id")?, &arg_hex(req, "data_hex")?)?;
+            ep.send(
+                now,
+                arg_peer(req)?,
+                arg_u32(req, "session_id")?,
+                &arg_hex(req, "data_hex")?,
+            )?;
             Ok(json!({}))
         }
         "close_session" => {
             let code = match req.args.get("code").and_then(Value::as_str) {
                 None => Code::NormalClose,
-                Some(name) => Code::from_name(name)
-                    .ok_or_else(|| ControlError::new("INVALID_ARGS", format!("close_session: unknown code {name:?}")))?,
+                Some(name) => Code::from_name(name).ok_or_else(|| {
+                    ControlError::new(
+                        "INVALID_ARGS",
+                        format!("close_session: unknown code {name:?}"),
+                    )
+                })?,
             };
             ep.close_session(now, arg_peer(req)?, arg_u32(req, "session_id")?, code)?;
             Ok(json!({}))
         }
-        "query_capabilities" => Ok(json!({ "req_id": ep.query_capabilities(now, arg_peer(req)?)? })),
+        "query_capabilities" => {
+            Ok(json!({ "req_id": ep.query_capabilities(now, arg_peer(req)?)? }))
+        }
         "request_permission" => {
             let scope: Scope = arg_enum(req, "scope", Some(Scope::Once))?;
-            let duration = req.args.get("duration_s").and_then(Value::as_u64).unwrap_or(0).min(u32::MAX as u64) as u32;
-            let id = ep.request_permission(now, arg_peer(req)?, arg_str(req, "capability")?, scope, duration)?;
+            let duration = req
+                .args
+                .get("duration_s")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .min(u32::MAX as u64) as u32;
+            let id = ep.request_permission(
+                now,
+                arg_peer(req)?,
+                arg_str(req, "capability")?,
+                scope,
+                duration,
+            )?;
             Ok(json!({ "req_id": id }))
         }
         "answer_prompt" => {
-            let approve = req.args.get("approve").and_then(Value::as_bool).unwrap_or(false);
+            let approve = req
+                .args
+                .get("approve")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             ep.answer_prompt(now, arg_u64(req, "prompt_id")?, approve)?;
             Ok(json!({}))
         }
@@ -278,7 +355,10 @@ pub fn execute(ep: &mut Endpoint, now: Instant, req: &Request, bound: &Bound, co
         "state" => {
             let mut v = serde_json::to_value(ep.state(now)).unwrap_or(Value::Null);
             if let Value::Object(m) = &mut v {
-                m.insert("prompt_policy".into(), serde_json::to_value(ep.prompt_policy()).unwrap_or(Value::Null));
+                m.insert(
+                    "prompt_policy".into(),
+                    serde_json::to_value(ep.prompt_policy()).unwrap_or(Value::Null),
+                );
                 m.insert("coap_malformed".into(), json!(coap_malformed));
             }
             Ok(v)

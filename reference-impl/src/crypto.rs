@@ -131,7 +131,13 @@ pub struct PairingTranscript {
 
 impl PairingTranscript {
     /// Bind the SPAKE2 key to both static keys and both SPAKE2 messages.
-    pub fn new(key: Vec<u8>, pub_a: &[u8; 32], pub_b: &[u8; 32], msg_a: &[u8], msg_b: &[u8]) -> Self {
+    pub fn new(
+        key: Vec<u8>,
+        pub_a: &[u8; 32],
+        pub_b: &[u8; 32],
+        msg_a: &[u8],
+        msg_b: &[u8],
+    ) -> Self {
         let mut transcript = Vec::with_capacity(64 + msg_a.len() + msg_b.len());
         transcript.extend_from_slice(pub_a);
         transcript.extend_from_slice(pub_b);
@@ -152,7 +158,11 @@ impl PairingTranscript {
 
     /// The MAC over a PAIR_RESULT status.
     pub fn result_mac(&self, status: u16) -> [u8; 32] {
-        hmac(&self.key, b"softbus/1 pair result", &[&status.to_be_bytes()])
+        hmac(
+            &self.key,
+            b"softbus/1 pair result",
+            &[&status.to_be_bytes()],
+        )
     }
 }
 
@@ -411,6 +421,9 @@ mod tests {
     fn device_id_is_stable() {
         let id = Identity::from_secret([1u8; 32]);
         assert_eq!(id.device_id(), DeviceId::from_public_key(id.public()));
-        assert_eq!(DeviceId::from_hex(&id.device_id().to_hex()), Some(id.device_id()));
+        assert_eq!(
+            DeviceId::from_hex(&id.device_id().to_hex()),
+            Some(id.device_id())
+        );
     }
 }

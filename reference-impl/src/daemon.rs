@@ -35,7 +35,12 @@ pub fn load_identity(path: &Path) -> anyhow::Result<Identity> {
             let raw = hex::decode(text.trim())
                 .ok()
                 .and_then(|v| <[u8; 32]>::try_from(v).ok())
-                .with_context(|| format!("{}: identity key must be 64 hex digits (a 32-byte X25519 secret)", path.display()))?;
+                .with_context(|| {
+                    format!(
+                        "{}: identity key must be 64 hex digits (a 32-byte X25519 secret)",
+                        path.display()
+                    )
+                })?;
             Ok(Identity::from_secret(raw))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -48,7 +53,8 @@ pub fn load_identity(path: &Path) -> anyhow::Result<Identity> {
                 use std::os::unix::fs::PermissionsExt;
                 let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
             }
-            std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot create identity key", path.display()))?;
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("{}: cannot create identity key", path.display()))?;
             Ok(id)
         }
         Err(e) => Err(e).with_context(|| format!("{}: cannot read identity key", path.display())),
@@ -96,13 +102,27 @@ fn multicast_socket(group: Ipv4Addr, port: u16, iface: Ipv4Addr) -> anyhow::Resu
 }
 
 /// Run the daemon until `shutdown` resolves. Prints one JSON line describing what it bound.
-pub async fn run(cfg: DaemonConfig, faults: Vec<Fault>, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: DaemonConfig,
+    faults: Vec<Fault>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let identity = load_identity(&cfg.device.identity_key)?;
     let trust = TrustStore::load(&cfg.device.trust_store)?;
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
-    let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut ep = Endpoint::new(cfg.endpoint_config(faults.clone()), identity.clone(), trust, seed, Instant::now(), unix);
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut ep = Endpoint::new(
+        cfg.endpoint_config(faults.clone()),
+        identity.clone(),
+        trust,
+        seed,
+        Instant::now(),
+        unix,
+    );
 
     let udp = Arc::new(
         UdpSocket::bind(cfg.listen.udp)
@@ -113,7 +133,8 @@ pub async fn run(cfg: DaemonConfig, faults: Vec<Fault>, shutdown: impl std::futu
 
     // TCP links: a listener, a reader task per link, writers kept here by peer address.
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpFrame>(1024);
-    let (tcp_new_tx, mut tcp_new_rx) = mpsc::channel::<(SocketAddr, tokio::net::tcp::OwnedWriteHalf)>(64);
+    let (tcp_new_tx, mut tcp_new_rx) =
+        mpsc::channel::<(SocketAddr, tokio::net::tcp::OwnedWriteHalf)>(64);
     let mut tcp_writers: HashMap<SocketAddr, tokio::net::tcp::OwnedWriteHalf> = HashMap::new();
     let tcp_addr = match cfg.listen.tcp {
         Some(addr) => {
@@ -141,7 +162,12 @@ pub async fn run(cfg: DaemonConfig, faults: Vec<Fault>, shutdown: impl std::futu
 
     // Discovery.
     let advert_port = udp_addr.port();
-    let mut advert = Advert::new(*identity.public(), cfg.device.name.clone(), cfg.device.device_type.clone(), advert_port);
+    let mut advert = Advert::new(
+        *identity.public(),
+        cfg.device.name.clone(),
+        cfg.device.device_type.clone(),
+        advert_port,
+    );
     advert.caps = {
         let mut kinds: Vec<String> = cfg.capabilities.iter().map(|c| c.kind.clone()).collect();
         kinds.sort();
@@ -158,10 +184,19 @@ pub async fn run(cfg: DaemonConfig, faults: Vec<Fault>, shutdown: impl std::futu
     let (coap_mc, coap_uc) = if cfg.discovery.enabled {
         let d = &cfg.discovery;
         let mc = multicast_socket(d.group, d.port, d.interface)?;
-        let uc_ip = if d.interface.is_unspecified() { Ipv4Addr::UNSPECIFIED } else { d.interface };
+        let uc_ip = if d.interface.is_unspecified() {
+            Ipv4Addr::UNSPECIFIED
+        } else {
+            d.interface
+        };
         let uc = UdpSocket::bind(SocketAddrV4::new(uc_ip, d.unicast_port))
             .await
-            .with_context(|| format!("discovery.unicast_port: cannot bind {uc_ip}:{}", d.unicast_port))?;
+            .with_context(|| {
+                format!(
+                    "discovery.unicast_port: cannot bind {uc_ip}:{}",
+                    d.unicast_port
+                )
+            })?;
         (Some(mc), Some(Arc::new(uc)))
     } else {
         (None, None)
@@ -328,12 +363,23 @@ pub async fn run(cfg: DaemonConfig, faults: Vec<Fault>, shutdown: impl std::futu
 }
 
 /// The `discover` control op: send a CoAP multicast probe and collect adverts for `timeout_ms`.
-async fn discover(d: &crate::config::DiscoverySection, req: &Request) -> Result<Value, ControlError> {
+async fn discover(
+    d: &crate::config::DiscoverySection,
+    req: &Request,
+) -> Result<Value, ControlError> {
     use crate::discovery::Probe;
-    let timeout = Duration::from_millis(req.args.get("timeout_ms").and_then(Value::as_u64).unwrap_or(1000).min(30_000));
+    let timeout = Duration::from_millis(
+        req.args
+            .get("timeout_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(1000)
+            .min(30_000),
+    );
     let cap = req.args.get("cap").and_then(Value::as_str);
     let internal = |e: std::io::Error| ControlError::new("INTERNAL", format!("discover: {e}"));
-    let sock = UdpSocket::bind(SocketAddrV4::new(d.interface, 0)).await.map_err(internal)?;
+    let sock = UdpSocket::bind(SocketAddrV4::new(d.interface, 0))
+        .await
+        .map_err(internal)?;
     if !d.interface.is_unspecified() {
         let s2 = socket2::SockRef::from(&sock);
         s2.set_multicast_if_v4(&d.interface).map_err(internal)?;
@@ -342,7 +388,9 @@ async fn discover(d: &crate::config::DiscoverySection, req: &Request) -> Result<
     let token: [u8; 4] = rand::thread_rng().gen();
     let probe = Probe::new(rand::thread_rng().gen(), token, cap)
         .map_err(|e| ControlError::new("INVALID_ARGS", format!("discover: {e}")))?;
-    sock.send_to(&probe.to_bytes(), SocketAddrV4::new(d.group, d.port)).await.map_err(internal)?;
+    sock.send_to(&probe.to_bytes(), SocketAddrV4::new(d.group, d.port))
+        .await
+        .map_err(internal)?;
     let end = tokio::time::Instant::now() + timeout;
     let mut found = Vec::new();
     let mut buf = vec![0u8; 2048];
@@ -366,7 +414,10 @@ async fn discover(d: &crate::config::DiscoverySection, req: &Request) -> Result<
     Ok(json!({ "devices": found }))
 }
 
-async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+async fn recv_opt(
+    sock: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
     match sock {
         Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,
@@ -375,7 +426,12 @@ async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(
 
 /// Read u16-length-prefixed frames from a TCP link. A length above the MTU is still read (and
 /// handed to the core, which counts it) so the stream stays in sync.
-async fn tcp_reader(mut r: tokio::net::tcp::OwnedReadHalf, peer: SocketAddr, tx: mpsc::Sender<TcpFrame>, _mtu: usize) {
+async fn tcp_reader(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    peer: SocketAddr,
+    tx: mpsc::Sender<TcpFrame>,
+    _mtu: usize,
+) {
     loop {
         let mut len = [0u8; 2];
         if r.read_exact(&mut len).await.is_err() {
@@ -404,7 +460,14 @@ async fn control_client(stream: TcpStream, tx: mpsc::Sender<ControlCmd>) {
             Ok(req) => {
                 let id = req.id.clone();
                 let (reply_tx, reply_rx) = oneshot::channel();
-                if tx.send(ControlCmd { req, reply: reply_tx }).await.is_err() {
+                if tx
+                    .send(ControlCmd {
+                        req,
+                        reply: reply_tx,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 match reply_rx.await {

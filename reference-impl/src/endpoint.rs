@@ -134,7 +134,11 @@ pub enum Event {
     /// Pairing failed.
     PairingFailed { addr: LinkAddr, code: Code },
     /// A secure connection is up.
-    Connected { peer: DeviceId, addr: LinkAddr, initiator: bool },
+    Connected {
+        peer: DeviceId,
+        addr: LinkAddr,
+        initiator: bool,
+    },
     /// A handshake failed or was rejected.
     HandshakeFailed { addr: LinkAddr, code: Code },
     /// A connection ended.
@@ -142,11 +146,26 @@ pub enum Event {
     /// The peer went silent for 3 heartbeat intervals.
     PeerLost { peer: DeviceId },
     /// A session is open.
-    SessionOpened { peer: DeviceId, session_id: u32, service: String, kind: ChannelKind, inbound: bool },
+    SessionOpened {
+        peer: DeviceId,
+        session_id: u32,
+        service: String,
+        kind: ChannelKind,
+        inbound: bool,
+    },
     /// The peer refused a session we opened.
-    SessionRejected { peer: DeviceId, session_id: u32, code: Code },
+    SessionRejected {
+        peer: DeviceId,
+        session_id: u32,
+        code: Code,
+    },
     /// A session closed.
-    SessionClosed { peer: DeviceId, session_id: u32, code: Code, by_peer: bool },
+    SessionClosed {
+        peer: DeviceId,
+        session_id: u32,
+        code: Code,
+        by_peer: bool,
+    },
     /// A complete message arrived on a session.
     Message {
         peer: DeviceId,
@@ -155,13 +174,28 @@ pub enum Event {
         data: Vec<u8>,
     },
     /// The user must answer a permission prompt ([`PromptPolicy::Ask`]).
-    PermissionPrompt { prompt_id: u64, peer: DeviceId, capability: String, scope: Scope },
+    PermissionPrompt {
+        prompt_id: u64,
+        peer: DeviceId,
+        capability: String,
+        scope: Scope,
+    },
     /// The answer to our permission request.
-    PermissionResult { peer: DeviceId, req_id: u32, result: PermResult, grant_id: u32, expires_in_ms: u32 },
+    PermissionResult {
+        peer: DeviceId,
+        req_id: u32,
+        result: PermResult,
+        grant_id: u32,
+        expires_in_ms: u32,
+    },
     /// The device revoked a grant we held.
     GrantRevoked { peer: DeviceId, grant_id: u32 },
     /// A peer used one of our capabilities under a grant.
-    CapabilityUsed { peer: DeviceId, capability: String, grant_id: u32 },
+    CapabilityUsed {
+        peer: DeviceId,
+        capability: String,
+        grant_id: u32,
+    },
     /// The answer to our capability invocation.
     CapabilityResult {
         peer: DeviceId,
@@ -171,9 +205,17 @@ pub enum Event {
         result: Vec<u8>,
     },
     /// The peer's capability list.
-    Capabilities { peer: DeviceId, req_id: u32, capabilities: Vec<Capability> },
+    Capabilities {
+        peer: DeviceId,
+        req_id: u32,
+        capabilities: Vec<Capability>,
+    },
     /// The peer reported an error.
-    PeerError { peer: DeviceId, code: Code, offending: u8 },
+    PeerError {
+        peer: DeviceId,
+        code: Code,
+        offending: u8,
+    },
     /// The trust store changed and should be persisted.
     TrustStoreChanged,
 }
@@ -803,7 +845,10 @@ impl Endpoint {
             return Err(ApiError::InvalidName("service"));
         }
         let local_id = self.conn_of(peer).ok_or(ApiError::NotConnected(peer))?;
-        let conn = self.conns.get_mut(&local_id).ok_or(ApiError::NotConnected(peer))?;
+        let conn = self
+            .conns
+            .get_mut(&local_id)
+            .ok_or(ApiError::NotConnected(peer))?;
         let initiator = conn.initiator;
         let ConnState::Established(s) = &mut conn.state else {
             return Err(ApiError::NotConnected(peer));
@@ -842,7 +887,13 @@ impl Endpoint {
     }
 
     /// Send one message on an open session, fragmented to the link MTU.
-    pub fn send(&mut self, now: Instant, peer: DeviceId, session_id: u32, data: &[u8]) -> Result<(), ApiError> {
+    pub fn send(
+        &mut self,
+        now: Instant,
+        peer: DeviceId,
+        session_id: u32,
+        data: &[u8],
+    ) -> Result<(), ApiError> {
         let local_id = self.conn_of(peer).ok_or(ApiError::NotConnected(peer))?;
         let (kind, qos, msg_id) = {
             let Some(Conn {
@@ -898,7 +949,13 @@ impl Endpoint {
     }
 
     /// Close a session with `code`.
-    pub fn close_session(&mut self, now: Instant, peer: DeviceId, session_id: u32, code: Code) -> Result<(), ApiError> {
+    pub fn close_session(
+        &mut self,
+        now: Instant,
+        peer: DeviceId,
+        session_id: u32,
+        code: Code,
+    ) -> Result<(), ApiError> {
         let local_id = self.conn_of(peer).ok_or(ApiError::NotConnected(peer))?;
         let removed = match self.conns.get_mut(&local_id) {
             Some(Conn {
@@ -910,7 +967,12 @@ impl Endpoint {
         if !removed {
             return Err(ApiError::UnknownSession { peer, session_id });
         }
-        self.send_reliable(now, local_id, Qos::Realtime, MsgBody::SessionClose { session_id, code });
+        self.send_reliable(
+            now,
+            local_id,
+            Qos::Realtime,
+            MsgBody::SessionClose { session_id, code },
+        );
         self.events.push_back(Event::SessionClosed {
             peer,
             session_id,
@@ -924,7 +986,12 @@ impl Endpoint {
     pub fn query_capabilities(&mut self, now: Instant, peer: DeviceId) -> Result<u32, ApiError> {
         let local_id = self.conn_of(peer).ok_or(ApiError::NotConnected(peer))?;
         let req_id = self.fresh_req();
-        self.send_reliable(now, local_id, Qos::Interactive, MsgBody::CapQuery { req_id });
+        self.send_reliable(
+            now,
+            local_id,
+            Qos::Interactive,
+            MsgBody::CapQuery { req_id },
+        );
         Ok(req_id)
     }
 
@@ -986,7 +1053,10 @@ impl Endpoint {
 
     /// Revoke a grant we issued; the holder is told with PERM_REVOKE.
     pub fn revoke(&mut self, now: Instant, grant_id: u32) -> Result<(), ApiError> {
-        let g = self.grants.get_mut(&grant_id).ok_or(ApiError::NotFound("grant"))?;
+        let g = self
+            .grants
+            .get_mut(&grant_id)
+            .ok_or(ApiError::NotFound("grant"))?;
         g.revoked = true;
         let holder = g.holder;
         let persisted = g.scope == Scope::UntilRevoked;
@@ -995,16 +1065,37 @@ impl Endpoint {
             self.events.push_back(Event::TrustStoreChanged);
         }
         if let Some(local_id) = self.conn_of(holder) {
-            self.send_reliable(now, local_id, Qos::Realtime, MsgBody::PermRevoke { grant_id });
+            self.send_reliable(
+                now,
+                local_id,
+                Qos::Realtime,
+                MsgBody::PermRevoke { grant_id },
+            );
         }
         Ok(())
     }
 
     /// Answer a pending permission prompt ([`PromptPolicy::Ask`]).
-    pub fn answer_prompt(&mut self, now: Instant, prompt_id: u64, approve: bool) -> Result<(), ApiError> {
-        let p = self.prompts.remove(&prompt_id).ok_or(ApiError::NotFound("prompt"))?;
+    pub fn answer_prompt(
+        &mut self,
+        now: Instant,
+        prompt_id: u64,
+        approve: bool,
+    ) -> Result<(), ApiError> {
+        let p = self
+            .prompts
+            .remove(&prompt_id)
+            .ok_or(ApiError::NotFound("prompt"))?;
         if approve {
-            self.grant(now, p.conn_local_id, p.peer, p.req_id, &p.capability, p.scope, p.duration_s);
+            self.grant(
+                now,
+                p.conn_local_id,
+                p.peer,
+                p.req_id,
+                &p.capability,
+                p.scope,
+                p.duration_s,
+            );
         } else {
             self.perm_response(now, p.conn_local_id, p.req_id, PermResult::Denied, 0, 0);
         }
@@ -1325,7 +1416,8 @@ impl Endpoint {
         let Ok(spake_msg) = <[u8; SPAKE2_MSG_LEN]>::try_from(msg_b.as_slice()) else {
             unreachable!("SPAKE2 Ed25519 messages are 33 bytes")
         };
-        let transcript = PairingTranscript::new(key, &peer_key, self.identity.public(), &msg_a, &msg_b);
+        let transcript =
+            PairingTranscript::new(key, &peer_key, self.identity.public(), &msg_a, &msg_b);
         let confirm = transcript.responder_confirm();
         let response = Frame {
             conn_id: 0,
@@ -1373,7 +1465,9 @@ impl Endpoint {
             }
         };
         let key = spake.finish(&msg_b);
-        let transcript = key.map(|k| PairingTranscript::new(k, self.identity.public(), &peer_key, &p.msg_a, &msg_b));
+        let transcript = key.map(|k| {
+            PairingTranscript::new(k, self.identity.public(), &peer_key, &p.msg_a, &msg_b)
+        });
         match transcript {
             Ok(t) if ct_eq(&t.responder_confirm(), &confirm_b) => {
                 let confirm = t.initiator_confirm();
@@ -1406,11 +1500,18 @@ impl Endpoint {
         }
     }
 
-    fn on_pair_confirm(&mut self, now: Instant, from: LinkAddr, pairing_id: u32, confirm_a: [u8; 32]) {
+    fn on_pair_confirm(
+        &mut self,
+        now: Instant,
+        from: LinkAddr,
+        pairing_id: u32,
+        confirm_a: [u8; 32],
+    ) {
         let Some(p) = self.pair_resp.remove(&(from.clone(), pairing_id)) else {
             return;
         };
-        let ok = ct_eq(&p.transcript.initiator_confirm(), &confirm_a) || self.has(Fault::AcceptWrongPin);
+        let ok =
+            ct_eq(&p.transcript.initiator_confirm(), &confirm_a) || self.has(Fault::AcceptWrongPin);
         if ok {
             let mac = p.transcript.result_mac(Code::Ok.to_u16());
             let unix = self.unix_time(now);
@@ -1428,7 +1529,14 @@ impl Endpoint {
         }
     }
 
-    fn on_pair_result(&mut self, now: Instant, from: LinkAddr, pairing_id: u32, status: Code, mac: [u8; 32]) {
+    fn on_pair_result(
+        &mut self,
+        now: Instant,
+        from: LinkAddr,
+        pairing_id: u32,
+        status: Code,
+        mac: [u8; 32],
+    ) {
         // As responder: the initiator gave up (its check of our confirmation failed).
         if status != Code::Ok && self.pair_resp.remove(&(from.clone(), pairing_id)).is_some() {
             self.record_pair_failure(now);
@@ -1453,7 +1561,8 @@ impl Endpoint {
                 self.pair_init.insert(pairing_id, p);
             }
             (_, code) => {
-                self.events.push_back(Event::PairingFailed { addr: from, code });
+                self.events
+                    .push_back(Event::PairingFailed { addr: from, code });
             }
         }
     }
@@ -1462,7 +1571,9 @@ impl Endpoint {
 
     fn hello(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        out.extend_from_slice(&(self.cfg.hb_interval.as_millis().min(u32::MAX as u128) as u32).to_be_bytes());
+        out.extend_from_slice(
+            &(self.cfg.hb_interval.as_millis().min(u32::MAX as u128) as u32).to_be_bytes(),
+        );
         out.extend_from_slice(&(self.cfg.mtu.min(u16::MAX as usize) as u16).to_be_bytes());
         let name = &self.cfg.name.as_bytes()[..self.cfg.name.len().min(64)];
         out.push(name.len() as u8);
@@ -1543,10 +1654,20 @@ impl Endpoint {
                 body: Body::HandshakeReject { code },
             },
         );
-        self.events.push_back(Event::HandshakeFailed { addr: to.clone(), code });
+        self.events.push_back(Event::HandshakeFailed {
+            addr: to.clone(),
+            code,
+        });
     }
 
-    fn on_hs2(&mut self, now: Instant, from: LinkAddr, local_id: u32, sender_conn_id: u32, noise: &[u8]) {
+    fn on_hs2(
+        &mut self,
+        now: Instant,
+        from: LinkAddr,
+        local_id: u32,
+        sender_conn_id: u32,
+        noise: &[u8],
+    ) {
         let Some(mut conn) = self.conns.remove(&local_id) else {
             return;
         };
@@ -1554,10 +1675,12 @@ impl Endpoint {
             &mut conn.state,
             ConnState::AwaitHs3 {
                 // placeholder, replaced below in every path that keeps the connection
-                hs: Box::new(match crypto::noise_builder(&self.identity).build_responder() {
-                    Ok(h) => h,
-                    Err(_) => unreachable!("valid params"),
-                }),
+                hs: Box::new(
+                    match crypto::noise_builder(&self.identity).build_responder() {
+                        Ok(h) => h,
+                        Err(_) => unreachable!("valid params"),
+                    },
+                ),
                 hs2: Vec::new(),
                 deadline: now,
             },
@@ -1583,7 +1706,10 @@ impl Endpoint {
             self.reject(&from, sender_conn_id, Code::Malformed);
             return;
         };
-        let Some(remote_static) = hs.get_remote_static().and_then(|k| <[u8; 32]>::try_from(k).ok()) else {
+        let Some(remote_static) = hs
+            .get_remote_static()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        else {
             return;
         };
         if !self.trust.is_pinned(&remote_static) && !self.has(Fault::AcceptUnpinned) {
@@ -1609,7 +1735,15 @@ impl Endpoint {
         conn.remote_id = sender_conn_id;
         conn.addr = from;
         let peer = DeviceId::from_public_key(&remote_static);
-        self.establish(now, conn, peer, hello, RecordKey::new(k_i2r), RecordKey::new(k_r2i), Some(hs3));
+        self.establish(
+            now,
+            conn,
+            peer,
+            hello,
+            RecordKey::new(k_i2r),
+            RecordKey::new(k_r2i),
+            Some(hs3),
+        );
     }
 
     fn on_hs3(&mut self, now: Instant, from: LinkAddr, local_id: u32, noise: &[u8]) {
@@ -1617,15 +1751,22 @@ impl Endpoint {
             return;
         };
         let placeholder = ConnState::AwaitHs2 {
-            hs: Box::new(match crypto::noise_builder(&self.identity).build_initiator() {
-                Ok(h) => h,
-                Err(_) => unreachable!("valid params"),
-            }),
+            hs: Box::new(
+                match crypto::noise_builder(&self.identity).build_initiator() {
+                    Ok(h) => h,
+                    Err(_) => unreachable!("valid params"),
+                },
+            ),
             hs1: Vec::new(),
             tries: 0,
             retry_at: now,
         };
-        let ConnState::AwaitHs3 { mut hs, hs2, deadline } = std::mem::replace(&mut conn.state, placeholder) else {
+        let ConnState::AwaitHs3 {
+            mut hs,
+            hs2,
+            deadline,
+        } = std::mem::replace(&mut conn.state, placeholder)
+        else {
             // Established already: this is the initiator repeating HANDSHAKE_3.
             if let ConnState::AwaitHs2 { .. } = conn.state {
                 return;
@@ -1645,7 +1786,10 @@ impl Endpoint {
             self.reject(&from, conn.remote_id, Code::Malformed);
             return;
         };
-        let Some(remote_static) = hs.get_remote_static().and_then(|k| <[u8; 32]>::try_from(k).ok()) else {
+        let Some(remote_static) = hs
+            .get_remote_static()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        else {
             return;
         };
         if !self.trust.is_pinned(&remote_static) && !self.has(Fault::AcceptUnpinned) {
@@ -1656,7 +1800,15 @@ impl Endpoint {
         let (k_i2r, k_r2i) = hs.dangerously_get_raw_split();
         conn.addr = from;
         let peer = DeviceId::from_public_key(&remote_static);
-        self.establish(now, conn, peer, hello, RecordKey::new(k_r2i), RecordKey::new(k_i2r), None);
+        self.establish(
+            now,
+            conn,
+            peer,
+            hello,
+            RecordKey::new(k_r2i),
+            RecordKey::new(k_i2r),
+            None,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1714,13 +1866,22 @@ impl Endpoint {
             .is_some_and(|c| c.addr == from && !matches!(c.state, ConnState::Established(_)));
         if handshaking {
             self.conns.remove(&local_id);
-            self.events.push_back(Event::HandshakeFailed { addr: from, code });
+            self.events
+                .push_back(Event::HandshakeFailed { addr: from, code });
         }
     }
 
     // ------------------------------------------------------------------ records
 
-    fn on_record(&mut self, now: Instant, from: LinkAddr, local_id: u32, epoch: u8, seq: u64, ct: &[u8]) {
+    fn on_record(
+        &mut self,
+        now: Instant,
+        from: LinkAddr,
+        local_id: u32,
+        epoch: u8,
+        seq: u64,
+        ct: &[u8],
+    ) {
         let accept_replay = self.has(Fault::AcceptReplay);
         let Some(conn) = self.conns.get_mut(&local_id) else {
             self.counters.unknown_connection += 1;
@@ -1799,7 +1960,11 @@ impl Endpoint {
             MsgBody::Ack { next_expected } => self.on_ack(now, local_id, next_expected),
             MsgBody::Error { code, offending } => {
                 if let Some(peer) = self.peer_of(local_id) {
-                    self.events.push_back(Event::PeerError { peer, code, offending });
+                    self.events.push_back(Event::PeerError {
+                        peer,
+                        code,
+                        offending,
+                    });
                 }
             }
             body if msg.rseq == 0 => {
@@ -1921,7 +2086,11 @@ impl Endpoint {
                 }) = self.conns.get_mut(&local_id)
                 {
                     if s.sessions.remove(&session_id).is_some() {
-                        self.events.push_back(Event::SessionRejected { peer, session_id, code });
+                        self.events.push_back(Event::SessionRejected {
+                            peer,
+                            session_id,
+                            code,
+                        });
                     }
                 }
             }
@@ -1947,10 +2116,17 @@ impl Endpoint {
                 frag_index,
                 frag_count,
                 payload,
-            } => self.on_data(now, local_id, peer, session_id, msg_id, frag_index, frag_count, payload),
+            } => self.on_data(
+                now, local_id, peer, session_id, msg_id, frag_index, frag_count, payload,
+            ),
             MsgBody::CapQuery { req_id } => {
                 let cbor = capability::encode_list(&self.cfg.capabilities);
-                self.send_reliable(now, local_id, Qos::Interactive, MsgBody::CapList { req_id, cbor });
+                self.send_reliable(
+                    now,
+                    local_id,
+                    Qos::Interactive,
+                    MsgBody::CapList { req_id, cbor },
+                );
             }
             MsgBody::CapList { req_id, cbor } => match capability::decode_list(&cbor) {
                 Ok(capabilities) => self.events.push_back(Event::Capabilities {
@@ -1992,7 +2168,8 @@ impl Endpoint {
                     self.grants.remove(&grant_id);
                     self.trust.grants.retain(|p| p.grant_id != grant_id);
                 } else {
-                    self.events.push_back(Event::GrantRevoked { peer, grant_id });
+                    self.events
+                        .push_back(Event::GrantRevoked { peer, grant_id });
                 }
             }
             MsgBody::CapInvoke {
@@ -2011,7 +2188,10 @@ impl Endpoint {
                 status,
                 result,
             }),
-            MsgBody::Heartbeat | MsgBody::Close { .. } | MsgBody::Ack { .. } | MsgBody::Error { .. } => {}
+            MsgBody::Heartbeat
+            | MsgBody::Close { .. }
+            | MsgBody::Ack { .. }
+            | MsgBody::Error { .. } => {}
         }
     }
 
@@ -2026,7 +2206,8 @@ impl Endpoint {
         qos: Qos,
         service: String,
     ) {
-        let offered = self.cfg.services.iter().any(|s| *s == service) || self.has(Fault::AcceptUnknownService);
+        let offered = self.cfg.services.contains(&service)
+            || self.has(Fault::AcceptUnknownService);
         let Some(conn) = self.conns.get_mut(&local_id) else {
             return;
         };
@@ -2044,7 +2225,12 @@ impl Endpoint {
             None
         };
         if let Some(code) = code {
-            self.send_reliable(now, local_id, Qos::Realtime, MsgBody::SessionReject { session_id, code });
+            self.send_reliable(
+                now,
+                local_id,
+                Qos::Realtime,
+                MsgBody::SessionReject { session_id, code },
+            );
             return;
         }
         s.sessions.insert(
@@ -2098,7 +2284,11 @@ impl Endpoint {
         else {
             return;
         };
-        let Some(sess) = s.sessions.get_mut(&session_id).filter(|x| x.state == SessionState::Open) else {
+        let Some(sess) = s
+            .sessions
+            .get_mut(&session_id)
+            .filter(|x| x.state == SessionState::Open)
+        else {
             self.send_unreliable(
                 now,
                 local_id,
@@ -2110,7 +2300,10 @@ impl Endpoint {
             return;
         };
         if sess.kind == ChannelKind::Stream {
-            if sess.last_stream_delivered.is_some_and(|last| msg_id <= last) {
+            if sess
+                .last_stream_delivered
+                .is_some_and(|last| msg_id <= last)
+            {
                 return; // latest wins: older frames are dropped
             }
             // Start of a newer message: forget older partial ones.
@@ -2194,8 +2387,12 @@ impl Endpoint {
             return;
         }
         match self.policy {
-            PromptPolicy::Approve => self.grant(now, local_id, peer, req_id, &capability, scope, duration_s),
-            PromptPolicy::Deny => self.perm_response(now, local_id, req_id, PermResult::Denied, 0, 0),
+            PromptPolicy::Approve => {
+                self.grant(now, local_id, peer, req_id, &capability, scope, duration_s)
+            }
+            PromptPolicy::Deny => {
+                self.perm_response(now, local_id, req_id, PermResult::Denied, 0, 0)
+            }
             PromptPolicy::Timeout | PromptPolicy::Ask => {
                 let prompt_id = self.next_prompt;
                 self.next_prompt += 1;
@@ -2245,7 +2442,8 @@ impl Endpoint {
                 holder: peer,
                 capability: capability.to_string(),
                 scope,
-                expires_at: (duration_s > 0).then(|| now + Duration::from_millis(expires_in_ms as u64)),
+                expires_at: (duration_s > 0)
+                    .then(|| now + Duration::from_millis(expires_in_ms as u64)),
                 conn_local_id: local_id,
                 used: false,
                 revoked: false,
@@ -2259,10 +2457,25 @@ impl Endpoint {
             });
             self.events.push_back(Event::TrustStoreChanged);
         }
-        self.perm_response(now, local_id, req_id, PermResult::Granted, grant_id, expires_in_ms);
+        self.perm_response(
+            now,
+            local_id,
+            req_id,
+            PermResult::Granted,
+            grant_id,
+            expires_in_ms,
+        );
     }
 
-    fn perm_response(&mut self, now: Instant, local_id: u32, req_id: u32, result: PermResult, grant_id: u32, expires_in_ms: u32) {
+    fn perm_response(
+        &mut self,
+        now: Instant,
+        local_id: u32,
+        req_id: u32,
+        result: PermResult,
+        grant_id: u32,
+        expires_in_ms: u32,
+    ) {
         self.send_reliable(
             now,
             local_id,
@@ -2298,9 +2511,13 @@ impl Endpoint {
                 Some(g) if g.holder != peer && !not_bound => Code::PermissionDenied,
                 Some(g) if g.capability != capability => Code::PermissionDenied,
                 Some(g) if g.revoked && !ignore_revocation => Code::GrantRevoked,
-                Some(g) if g.expires_at.is_some_and(|t| now >= t) && !ignore_expiry => Code::GrantExpired,
+                Some(g) if g.expires_at.is_some_and(|t| now >= t) && !ignore_expiry => {
+                    Code::GrantExpired
+                }
                 Some(g) if g.scope == Scope::Once && g.used => Code::PermissionDenied,
-                Some(g) if g.scope == Scope::Session && g.conn_local_id != local_id => Code::PermissionDenied,
+                Some(g) if g.scope == Scope::Session && g.conn_local_id != local_id => {
+                    Code::PermissionDenied
+                }
                 Some(g) => {
                     g.used = true;
                     Code::Ok
@@ -2316,13 +2533,25 @@ impl Endpoint {
                 grant_id,
             });
         }
-        self.send_reliable(now, local_id, Qos::Interactive, MsgBody::CapResult { req_id, status, result });
+        self.send_reliable(
+            now,
+            local_id,
+            Qos::Interactive,
+            MsgBody::CapResult {
+                req_id,
+                status,
+                result,
+            },
+        );
     }
 
     // ------------------------------------------------------------------ sending
 
     fn max_fragment(&self) -> usize {
-        self.cfg.mtu.saturating_sub(RECORD_OVERHEAD + DATA_OVERHEAD).max(16)
+        self.cfg
+            .mtu
+            .saturating_sub(RECORD_OVERHEAD + DATA_OVERHEAD)
+            .max(16)
     }
 
     fn send_frame(&mut self, to: &LinkAddr, frame: Frame) {
@@ -2345,7 +2574,10 @@ impl Endpoint {
         else {
             return;
         };
-        s.queue.entry(std::cmp::Reverse(qos)).or_default().push_back(body);
+        s.queue
+            .entry(std::cmp::Reverse(qos))
+            .or_default()
+            .push_back(body);
         self.flush_queue(now, local_id);
     }
 
@@ -2456,7 +2688,8 @@ impl Endpoint {
             self.grants
                 .retain(|_, g| !(g.scope == Scope::Session && g.conn_local_id == local_id));
             self.prompts.retain(|_, p| p.conn_local_id != local_id);
-            self.events.push_back(Event::Disconnected { peer: s.peer, code });
+            self.events
+                .push_back(Event::Disconnected { peer: s.peer, code });
         }
     }
 
@@ -2517,7 +2750,11 @@ pub fn parse_hello(b: &[u8]) -> Option<Hello> {
         return None;
     }
     let name = String::from_utf8(b[7..].to_vec()).ok()?;
-    Some(Hello { hb_ms, max_frame, name })
+    Some(Hello {
+        hb_ms,
+        max_frame,
+        name,
+    })
 }
 
 /// Encode a HELLO payload.

@@ -39,39 +39,39 @@ macro_rules! faults {
 
 faults! {
     /// The replay window is not consulted.
-    AcceptReplay = "accept-replay", "REC-7", "accepts a replayed record (anti-replay window disabled)";
+    AcceptReplay = "accept-replay", "REC-6", "accepts a replayed record (anti-replay window disabled)";
     /// The handshake completes with a static key that is not pinned.
-    AcceptUnpinned = "accept-unpinned", "HS-6,HS-7", "completes a handshake with an unpinned static key";
+    AcceptUnpinned = "accept-unpinned", "HS-5,HS-6", "completes a handshake with an unpinned static key";
     /// Each record sequence number is used twice.
-    NonceReuse = "nonce-reuse", "REC-3", "reuses every AES-GCM nonce (record seq) twice";
+    NonceReuse = "nonce-reuse", "REC-4", "reuses every AES-GCM nonce (record seq) twice";
     /// DATA payloads leave unencrypted.
-    PlaintextData = "plaintext-data", "REC-1,SEC-1", "sends session data in plaintext with a zero tag";
+    PlaintextData = "plaintext-data", "REC-1,REC-3", "sends session data in plaintext with a zero tag";
     /// PERM_REQUEST is granted without asking the user.
-    GrantWithoutPrompt = "grant-without-prompt", "PERM-3", "grants every permission request without asking the prompt policy";
+    GrantWithoutPrompt = "grant-without-prompt", "PERM-3,PERM-2", "grants every permission request without asking the prompt policy";
     /// Revoked grants keep working.
-    IgnoreRevocation = "ignore-revocation", "PERM-11", "keeps honouring a grant after it was revoked";
+    IgnoreRevocation = "ignore-revocation", "PERM-15", "keeps honouring a grant after it was revoked";
     /// Expired grants keep working.
-    IgnoreExpiry = "ignore-expiry", "PERM-13", "keeps honouring a grant after it expired";
+    IgnoreExpiry = "ignore-expiry", "PERM-14", "keeps honouring a grant after it expired";
     /// A grant can be used by any paired peer.
-    GrantNotBound = "grant-not-bound", "PERM-9", "honours a grant presented by a peer other than its holder";
+    GrantNotBound = "grant-not-bound", "PERM-19", "honours a grant presented by a peer other than its holder";
     /// No heartbeats are sent.
     SkipHeartbeat = "skip-heartbeat", "LIVE-1", "never sends heartbeats";
     /// Peers are never declared lost.
-    NoDeviceLoss = "no-device-loss", "LIVE-4", "never declares a silent peer lost";
+    NoDeviceLoss = "no-device-loss", "LIVE-2", "never declares a silent peer lost";
     /// Wrong PINs are never rate-limited.
-    NoPinRateLimit = "no-pin-rate-limit", "PAIR-9", "never rate-limits wrong PIN attempts";
+    NoPinRateLimit = "no-pin-rate-limit", "PAIR-11", "never rate-limits wrong PIN attempts";
     /// The initiator's key confirmation is not checked.
-    AcceptWrongPin = "accept-wrong-pin", "PAIR-6", "pairs even when the initiator's confirmation (PIN) is wrong";
+    AcceptWrongPin = "accept-wrong-pin", "PAIR-7,PAIR-9", "pairs even when the initiator's confirmation (PIN) is wrong";
     /// A frame larger than the link MTU crashes the daemon.
-    OversizedCrash = "oversized-crash", "FRAME-4,ERR-1", "crashes on a frame larger than the link MTU";
+    OversizedCrash = "oversized-crash", "FRAME-4,ERR-6", "crashes on a frame larger than the link MTU";
     /// Messages over the channel limit are accepted.
-    AcceptOversizedMessage = "accept-oversized-message", "SESS-9", "accepts a message larger than the channel's size limit";
+    AcceptOversizedMessage = "accept-oversized-message", "SESS-14,SESS-13", "accepts a message larger than the channel's size limit";
     /// Sessions to services that do not exist are accepted.
-    AcceptUnknownService = "accept-unknown-service", "SESS-4", "accepts a session for a service it does not offer";
+    AcceptUnknownService = "accept-unknown-service", "SESS-3", "accepts a session for a service it does not offer";
     /// Reliable messages are delivered in arrival order.
-    UnorderedDelivery = "unordered-delivery", "REL-3", "delivers reliable messages in arrival order instead of rseq order";
+    UnorderedDelivery = "unordered-delivery", "REL-2", "delivers reliable messages in arrival order instead of rseq order";
     /// The advert's device ID does not match its key.
-    AdvertMismatch = "advert-mismatch", "DISC-8", "advertises a device ID that does not derive from its public key";
+    AdvertMismatch = "advert-mismatch", "ID-2", "advertises a device ID that does not derive from its public key";
 }
 
 impl fmt::Display for Fault {

@@ -19,8 +19,8 @@
 pub mod capability;
 pub mod config;
 pub mod control;
-pub mod daemon;
 pub mod crypto;
+pub mod daemon;
 pub mod discovery;
 pub mod endpoint;
 pub mod fault;

@@ -139,7 +139,9 @@ impl TrustStore {
                 _ => {
                     return Err(TrustStoreError::Corrupt {
                         path: path.to_owned(),
-                        problem: format!("peer {id}: public key missing or does not derive to the ID"),
+                        problem: format!(
+                            "peer {id}: public key missing or does not derive to the ID"
+                        ),
                     })
                 }
             }
@@ -189,7 +191,10 @@ mod tests {
         std::fs::write(&path, "{ not json").unwrap();
         let err = TrustStore::load(&path).unwrap_err().to_string();
         assert!(err.contains("corrupt"), "{err}");
-        assert!(TrustStore::load(&dir.join("missing.json")).unwrap().peers.is_empty());
+        assert!(TrustStore::load(&dir.join("missing.json"))
+            .unwrap()
+            .peers
+            .is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

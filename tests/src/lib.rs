@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Path of a workspace binary, built (once per test process) if needed.
@@ -47,7 +50,10 @@ impl Daemon {
         let cfg = dir.path().join("softbusd.toml");
         std::fs::write(&cfg, config)?;
         let mut cmd = Command::new(binary("softbus", "softbusd")?);
-        cmd.arg("--config").arg(&cfg).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         if let Some(f) = fault {
             cmd.arg("--fault").arg(f);
         }
@@ -55,7 +61,8 @@ impl Daemon {
         let stdout = child.stdout.take().context("no stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        let bound: Value = serde_json::from_str(&line).with_context(|| format!("softbusd start line: {line:?}"))?;
+        let bound: Value = serde_json::from_str(&line)
+            .with_context(|| format!("softbusd start line: {line:?}"))?;
         Ok(Daemon { child, bound, dir })
     }
 
@@ -129,7 +136,11 @@ impl Control {
     }
 
     /// Wait until an event matching `pred` arrives (events before it are consumed).
-    pub fn wait_event(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    pub fn wait_event(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         let end = Instant::now() + timeout;
         loop {
             let r = self.call(json!({ "op": "events", "after": self.last_event }))?;

@@ -19,8 +19,13 @@ fn certify(report_dir: &Path, extra: &[&str]) -> anyhow::Result<(i32, Value, Str
         .current_dir(workspace_root())
         .output()?;
     let code = out.status.code().unwrap_or(-1);
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json"))?)?;
-    Ok((code, report, String::from_utf8_lossy(&out.stderr).to_string()))
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json"))?)?;
+    Ok((
+        code,
+        report,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    ))
 }
 
 #[test]
@@ -33,7 +38,11 @@ fn reference_certifies_clean_on_the_virtual_rig() -> anyhow::Result<()> {
         .filter(|c| c["verdict"] != "PASS" && c["verdict"] != "NA")
         .map(|c| format!("{} {}: {}", c["id"], c["verdict"], c["reason"]))
         .collect();
-    assert!(bad.is_empty(), "cases that did not pass:\n{}\n{stderr}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "cases that did not pass:\n{}\n{stderr}",
+        bad.join("\n")
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(cases.len() >= 40, "only {} cases", cases.len());
     for f in ["report.json", "junit.xml", "report.html", "results.jsonl"] {
@@ -42,7 +51,14 @@ fn reference_certifies_clean_on_the_virtual_rig() -> anyhow::Result<()> {
     let jsonl = std::fs::read_to_string(dir.path().join("results.jsonl"))?;
     assert_eq!(jsonl.lines().count(), cases.len());
     let p = &report["provenance"];
-    for k in ["suite_version", "fixtures_hash", "rig_hash", "pics_hash", "seed", "host"] {
+    for k in [
+        "suite_version",
+        "fixtures_hash",
+        "rig_hash",
+        "pics_hash",
+        "seed",
+        "host",
+    ] {
         assert!(!p[k].is_null(), "provenance.{k} missing: {p}");
     }
     // Every case that ran left evidence that exists.
@@ -53,20 +69,29 @@ fn reference_certifies_clean_on_the_virtual_rig() -> anyhow::Result<()> {
         }
     }
     // Latency cases report percentiles.
-    assert!(cases.iter().any(|c| c["latency"]["p99_us"].is_u64()), "no latency figures");
+    assert!(
+        cases.iter().any(|c| c["latency"]["p99_us"].is_u64()),
+        "no latency figures"
+    );
     Ok(())
 }
 
 #[test]
 fn every_fault_is_caught_by_a_case_tracing_its_requirements() -> anyhow::Result<()> {
-    let out = Command::new(binary("softbus", "softbusd")?).args(["--fault", "list"]).output()?;
+    let out = Command::new(binary("softbus", "softbusd")?)
+        .args(["--fault", "list"])
+        .output()?;
     let catalogue = String::from_utf8(out.stdout)?;
     let faults: Vec<(String, BTreeSet<String>)> = catalogue
         .lines()
         .filter_map(|l| {
             let mut cols = l.split('\t');
             let name = cols.next()?.to_string();
-            let reqs = cols.next()?.split(',').map(|s| s.trim().to_string()).collect();
+            let reqs = cols
+                .next()?
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect();
             Some((name, reqs))
         })
         .collect();
@@ -76,25 +101,33 @@ fn every_fault_is_caught_by_a_case_tracing_its_requirements() -> anyhow::Result<
     std::thread::scope(|s| {
         for _ in 0..3 {
             s.spawn(|| loop {
-                let Some((name, reqs)) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+                let Some((name, reqs)) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop()
+                else {
                     return;
                 };
                 let r = (|| -> Result<Vec<String>, String> {
                     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-                    let (code, report, stderr) = certify(dir.path(), &["--fault", &name]).map_err(|e| e.to_string())?;
+                    let (code, report, stderr) =
+                        certify(dir.path(), &["--fault", &name]).map_err(|e| e.to_string())?;
                     let cases = report["cases"].as_array().cloned().unwrap_or_default();
-                    let failing: Vec<&Value> = cases.iter().filter(|c| c["verdict"] == "FAIL").collect();
+                    let failing: Vec<&Value> =
+                        cases.iter().filter(|c| c["verdict"] == "FAIL").collect();
                     let tracing: Vec<String> = failing
                         .iter()
                         .filter(|c| {
                             c["failures"].as_array().is_some_and(|fs| {
-                                fs.iter().any(|f| f["requirement"].as_str().is_some_and(|r| reqs.contains(r)))
+                                fs.iter().any(|f| {
+                                    f["requirement"].as_str().is_some_and(|r| reqs.contains(r))
+                                })
                             })
                         })
                         .map(|c| c["id"].as_str().unwrap_or_default().to_string())
                         .collect();
                     if code != 1 {
-                        return Err(format!("exit {code} (want 1); {} failing cases; {stderr}", failing.len()));
+                        return Err(format!(
+                            "exit {code} (want 1); {} failing cases; {stderr}",
+                            failing.len()
+                        ));
                     }
                     if tracing.is_empty() {
                         let ids: Vec<String> = failing
@@ -105,7 +138,10 @@ fn every_fault_is_caught_by_a_case_tracing_its_requirements() -> anyhow::Result<
                     }
                     Ok(tracing)
                 })();
-                results.lock().unwrap_or_else(|p| p.into_inner()).push((name, r));
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((name, r));
             });
         }
     });
@@ -127,6 +163,10 @@ fn every_fault_is_caught_by_a_case_tracing_its_requirements() -> anyhow::Result<
     let out = workspace_root().join("target").join("fault-table.md");
     let _ = std::fs::write(&out, &table);
     println!("{table}");
-    assert!(missed.is_empty(), "faults not caught:\n{}", missed.join("\n"));
+    assert!(
+        missed.is_empty(),
+        "faults not caught:\n{}",
+        missed.join("\n")
+    );
     Ok(())
 }

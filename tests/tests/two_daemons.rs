@@ -20,8 +20,14 @@ fn two_daemons_discover_pair_talk_and_enforce_permissions() -> anyhow::Result<()
     let b = Daemon::spawn(&loopback_config("bravo", Some("246810"), disc_port), None)?;
     let mut ca = a.control()?;
     let mut cb = b.control()?;
-    let b_id = b.bound["device_id"].as_str().unwrap_or_default().to_string();
-    let a_id = a.bound["device_id"].as_str().unwrap_or_default().to_string();
+    let b_id = b.bound["device_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let a_id = a.bound["device_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
 
     // Discovery: alpha's multicast probe finds bravo, with an advert consistent with bravo.
     let found = ca.call(json!({"op": "discover", "timeout_ms": 400}))?;
@@ -44,7 +50,8 @@ fn two_daemons_discover_pair_talk_and_enforce_permissions() -> anyhow::Result<()
     cb.wait_event(T, |e| is(e, "connected"))?;
 
     // alpha -> bravo's echo service and back.
-    let s = ca.call(json!({"op": "open_session", "peer": b_id, "service": "echo", "kind": "message"}))?;
+    let s =
+        ca.call(json!({"op": "open_session", "peer": b_id, "service": "echo", "kind": "message"}))?;
     let sid = s["session_id"].clone();
     ca.wait_event(T, |e| is(e, "session_opened"))?;
     ca.call(json!({"op": "send", "peer": b_id, "session_id": sid, "data_hex": "68656c6c6f"}))?;
@@ -52,10 +59,13 @@ fn two_daemons_discover_pair_talk_and_enforce_permissions() -> anyhow::Result<()
     assert_eq!(echoed["data"], json!("68656c6c6f"));
 
     // bravo -> alpha's sink.
-    let s = cb.call(json!({"op": "open_session", "peer": a_id, "service": "sink", "kind": "message"}))?;
+    let s =
+        cb.call(json!({"op": "open_session", "peer": a_id, "service": "sink", "kind": "message"}))?;
     cb.wait_event(T, |e| is(e, "session_opened"))?;
     cb.call(json!({"op": "send", "peer": a_id, "session_id": s["session_id"], "data_hex": "7468657265"}))?;
-    let got = ca.wait_event(T, |e| is(e, "message") && e["peer"] == json!(b_id) && e["data"] == json!("7468657265"))?;
+    let got = ca.wait_event(T, |e| {
+        is(e, "message") && e["peer"] == json!(b_id) && e["data"] == json!("7468657265")
+    })?;
     assert_eq!(got["data"], json!("7468657265"));
 
     // Permission: granted, used, revoked, refused.
@@ -74,7 +84,8 @@ fn two_daemons_discover_pair_talk_and_enforce_permissions() -> anyhow::Result<()
     assert_eq!(refused["status"], json!("GRANT_REVOKED"), "{refused}");
 
     // The trust store was persisted on both sides.
-    let trust: Value = serde_json::from_str(&std::fs::read_to_string(b.dir.path().join("trust.json"))?)?;
+    let trust: Value =
+        serde_json::from_str(&std::fs::read_to_string(b.dir.path().join("trust.json"))?)?;
     assert!(trust["peers"].get(&a_id).is_some(), "{trust}");
     Ok(())
 }
@@ -85,7 +96,13 @@ fn daemon_survives_garbage_and_counts_it() -> anyhow::Result<()> {
     let mut d = Daemon::spawn(&loopback_config("target", Some("123456"), disc_port), None)?;
     let udp = d.addr("udp")?;
     let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    let junk: [&[u8]; 5] = [b"", b"\x01", b"\x01\x20\0\0\0\0", b"\x09\x10garbage", &[0xffu8; 2000]];
+    let junk: [&[u8]; 5] = [
+        b"",
+        b"\x01",
+        b"\x01\x20\0\0\0\0",
+        b"\x09\x10garbage",
+        &[0xffu8; 2000],
+    ];
     for j in junk {
         sock.send_to(j, udp)?;
     }
@@ -93,7 +110,8 @@ fn daemon_survives_garbage_and_counts_it() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(100));
     let st = c.call(json!({"op": "state"}))?;
     let counters = &st["counters"];
-    let dropped = counters["malformed_frames"].as_u64().unwrap_or(0) + counters["oversized_frames"].as_u64().unwrap_or(0);
+    let dropped = counters["malformed_frames"].as_u64().unwrap_or(0)
+        + counters["oversized_frames"].as_u64().unwrap_or(0);
     assert!(dropped >= 3, "{st}");
     assert!(d.is_running());
     Ok(())
@@ -110,7 +128,10 @@ fn bad_config_names_the_file_and_key() -> anyhow::Result<()> {
         .output()?;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml") && err.contains("device.pin"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("device.pin"),
+        "{err}"
+    );
     Ok(())
 }
 

@@ -52,9 +52,17 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let rig = args.rig.unwrap_or_else(|| root.join("rigs/virtual.toml"));
     let report_dir = args.report_dir.unwrap_or_else(|| {
-        let stem = rig.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "rig".into());
-        let now = softbus_harness::report::rfc3339_utc(std::time::SystemTime::now()).replace(':', "");
-        let suffix = args.fault.as_deref().map(|f| format!("-{f}")).unwrap_or_default();
+        let stem = rig
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "rig".into());
+        let now =
+            softbus_harness::report::rfc3339_utc(std::time::SystemTime::now()).replace(':', "");
+        let suffix = args
+            .fault
+            .as_deref()
+            .map(|f| format!("-{f}"))
+            .unwrap_or_default();
         root.join("reports").join(format!("{stem}{suffix}-{now}"))
     });
     let opts = RunOptions {

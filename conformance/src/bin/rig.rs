@@ -67,7 +67,11 @@ fn main() -> ExitCode {
             match handle.ensure_running() {
                 Ok(()) => add("launch", true, "virtual DUT started".into()),
                 Err(e) => {
-                    add("launch", false, format!("{e} (is softbusd built? `cargo build -p softbus`)"));
+                    add(
+                        "launch",
+                        false,
+                        format!("{e} (is softbusd built? `cargo build -p softbus`)"),
+                    );
                     continue;
                 }
             }
@@ -86,20 +90,32 @@ fn main() -> ExitCode {
         add_frame_probe(&mut add, udp);
         // Discovery.
         if let Some(disc) = handle.dut.discovery.clone().as_ref() {
-            let s = UdpSocket::bind(SocketAddr::new(if udp.ip().is_loopback() { [127, 0, 0, 1].into() } else { [0, 0, 0, 0].into() }, 0));
+            let s = UdpSocket::bind(SocketAddr::new(
+                if udp.ip().is_loopback() {
+                    [127, 0, 0, 1].into()
+                } else {
+                    [0, 0, 0, 0].into()
+                },
+                0,
+            ));
             match s {
                 Ok(s) => {
                     let probe = softbus::discovery::Probe::new(1, [1, 2, 3, 4], None);
                     let target = SocketAddr::new(disc.group.into(), disc.port);
                     let _ = s.set_read_timeout(Some(Duration::from_millis(800)));
-                    let iface = if udp.ip().is_loopback() { Some(std::net::Ipv4Addr::LOCALHOST) } else { None };
+                    let iface = if udp.ip().is_loopback() {
+                        Some(std::net::Ipv4Addr::LOCALHOST)
+                    } else {
+                        None
+                    };
                     if let Some(i) = iface {
                         let _ = socket2::SockRef::from(&s).set_multicast_if_v4(&i);
                     }
                     let mut buf = [0u8; 2048];
                     let ok = probe.is_ok_and(|p| {
                         s.send_to(&p.to_bytes(), target).is_ok()
-                            && s.recv_from(&mut buf).is_ok_and(|(n, _)| p.parse_response(&buf[..n]).is_ok())
+                            && s.recv_from(&mut buf)
+                                .is_ok_and(|(n, _)| p.parse_response(&buf[..n]).is_ok())
                     });
                     add(
                         "discovery",
@@ -135,12 +151,17 @@ fn main() -> ExitCode {
                 if ok {
                     format!("{} exists ({} baud)", s.path.display(), s.baud)
                 } else {
-                    format!("{} does not exist: plug in the coordinator or fix [dut.serial] path", s.path.display())
+                    format!(
+                        "{} does not exist: plug in the coordinator or fix [dut.serial] path",
+                        s.path.display()
+                    )
                 },
             );
         }
         if d.ble.is_some() {
-            let adapters = std::fs::read_dir("/sys/class/bluetooth").map(|r| r.count()).unwrap_or(0);
+            let adapters = std::fs::read_dir("/sys/class/bluetooth")
+                .map(|r| r.count())
+                .unwrap_or(0);
             add(
                 "ble",
                 adapters > 0,
@@ -158,7 +179,13 @@ fn main() -> ExitCode {
     let w = probes.iter().map(|p| p.dut.len()).max().unwrap_or(3).max(3);
     println!("  {:<w$}  {:<10} {:<7} detail", "dut", "probe", "status");
     for p in &probes {
-        println!("  {:<w$}  {:<10} {:<7} {}", p.dut, p.what, if p.ok { "ok" } else { "MISSING" }, p.detail);
+        println!(
+            "  {:<w$}  {:<10} {:<7} {}",
+            p.dut,
+            p.what,
+            if p.ok { "ok" } else { "MISSING" },
+            p.detail
+        );
     }
     if probes.iter().all(|p| p.ok) {
         println!("all probes passed");
@@ -171,7 +198,9 @@ fn main() -> ExitCode {
 fn add_frame_probe(add: &mut impl FnMut(&str, bool, String), udp: SocketAddr) {
     let result = (|| -> Result<String, String> {
         let id = softbus::Identity::from_secret([0x42; 32]);
-        let mut hs = softbus::crypto::noise_builder(&id).build_initiator().map_err(|e| e.to_string())?;
+        let mut hs = softbus::crypto::noise_builder(&id)
+            .build_initiator()
+            .map_err(|e| e.to_string())?;
         let mut buf = [0u8; 256];
         let n = hs.write_message(&[], &mut buf).map_err(|e| e.to_string())?;
         let f = Frame {
@@ -181,14 +210,26 @@ fn add_frame_probe(add: &mut impl FnMut(&str, bool, String), udp: SocketAddr) {
                 noise: buf[..n].to_vec(),
             },
         };
-        let local: SocketAddr = if udp.ip().is_loopback() { "127.0.0.1:0" } else { "0.0.0.0:0" }.parse().map_err(|_| "addr")?;
+        let local: SocketAddr = if udp.ip().is_loopback() {
+            "127.0.0.1:0"
+        } else {
+            "0.0.0.0:0"
+        }
+        .parse()
+        .map_err(|_| "addr")?;
         let s = UdpSocket::bind(local).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(1))).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(1)))
+            .map_err(|e| e.to_string())?;
         s.send_to(&f.to_vec(), udp).map_err(|e| e.to_string())?;
         let mut rb = [0u8; 2048];
-        let (n, _) = s.recv_from(&mut rb).map_err(|_| format!("no answer from {udp} to a HANDSHAKE_1 within 1 s"))?;
+        let (n, _) = s
+            .recv_from(&mut rb)
+            .map_err(|_| format!("no answer from {udp} to a HANDSHAKE_1 within 1 s"))?;
         match Frame::parse(&rb[..n]) {
-            Ok(Frame { body: Body::Handshake2 { .. }, .. }) => Ok(format!("{udp} answers HANDSHAKE_1")),
+            Ok(Frame {
+                body: Body::Handshake2 { .. },
+                ..
+            }) => Ok(format!("{udp} answers HANDSHAKE_1")),
             Ok(other) => Ok(format!("{udp} answers with {:?}", other.frame_type())),
             Err(e) => Err(format!("{udp} answered with a malformed frame: {e}")),
         }

@@ -20,7 +20,12 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         for r in &uncovered {
-            eprintln!("uncovered: [{}] {} (section {})", r.id, r.keyword.as_str(), r.chapter());
+            eprintln!(
+                "uncovered: [{}] {} (section {})",
+                r.id,
+                r.keyword.as_str(),
+                r.chapter()
+            );
         }
         ExitCode::from(1)
     }

@@ -133,20 +133,33 @@ fn collect(s: &UdpSocket, dur: Duration) -> Result<Vec<(Instant, SocketAddr, Vec
         s.set_read_timeout(Some(left))?;
         match s.recv_from(&mut buf) {
             Ok((n, from)) => out.push((Instant::now(), from, buf[..n].to_vec())),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return Ok(out),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(out)
+            }
             Err(e) => return Err(e.into()),
         }
     }
 }
 
-fn probe_multicast(ctx: &mut Ctx<'_>, filter: Option<&str>) -> Result<(Probe, Instant, Vec<(Instant, SocketAddr, Vec<u8>)>), StepError> {
+fn probe_multicast(
+    ctx: &mut Ctx<'_>,
+    filter: Option<&str>,
+) -> Result<(Probe, Instant, Vec<(Instant, SocketAddr, Vec<u8>)>), StepError> {
     let (target, iface) = multicast_target(ctx);
     let s = socket(iface)?;
     let token = (ctx.seed as u32).to_be_bytes();
-    let probe = Probe::new(ctx.seed as u16, token, filter).map_err(|e| StepError::Unexpected(e.to_string()))?;
+    let probe = Probe::new(ctx.seed as u16, token, filter)
+        .map_err(|e| StepError::Unexpected(e.to_string()))?;
     let sent = Instant::now();
     s.send_to(&probe.to_bytes(), target)?;
-    ctx.note(format!("multicast probe to {target} via {iface}, filter {filter:?}"));
+    ctx.note(format!(
+        "multicast probe to {target} via {iface}, filter {filter:?}"
+    ));
     let got = collect(&s, T_RESP + Duration::from_millis(300))?;
     Ok((probe, sent, got))
 }
@@ -156,13 +169,16 @@ fn unicast(ctx: &mut Ctx<'_>, msg: &CoapMessage) -> Result<Option<CoapMessage>, 
     let s = UdpSocket::bind(SocketAddr::new(ctx.local.ip(), 0))?;
     s.send_to(&msg.to_bytes(), to)?;
     let got = collect(&s, T_RESP)?;
-    Ok(got.into_iter().find_map(|(_, _, b)| CoapMessage::parse(&b).ok()))
+    Ok(got
+        .into_iter()
+        .find_map(|(_, _, b)| CoapMessage::parse(&b).ok()))
 }
 
 fn get(mid: u16, token: [u8; 4], path: &[&str], ty: MessageType) -> Result<CoapMessage, StepError> {
     let mut m = CoapMessage::new(ty, CoapCode::GET, mid).with_token(token.into());
     for p in path {
-        m.push_uri_path(p).map_err(|e| StepError::Unexpected(e.to_string()))?;
+        m.push_uri_path(p)
+            .map_err(|e| StepError::Unexpected(e.to_string()))?;
     }
     Ok(m)
 }
@@ -171,51 +187,96 @@ fn answers_multicast_probe(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     let (probe, sent, got) = probe_multicast(ctx, None)?;
     let answers: Vec<_> = got
         .iter()
-        .filter(|(_, _, b)| CoapMessage::parse(b).is_ok_and(|m| m.token.as_bytes() == probe.token()))
+        .filter(|(_, _, b)| {
+            CoapMessage::parse(b).is_ok_and(|m| m.token.as_bytes() == probe.token())
+        })
         .collect();
     let Some((at, from, bytes)) = answers.first() else {
-        ctx.check("DISC-1", false, "a response to the multicast probe", "no response within 800 ms");
+        ctx.check(
+            "DISC-1",
+            false,
+            "a response to the multicast probe",
+            "no response within 800 ms",
+        );
         return Ok(());
     };
-    ctx.note(format!("response from {from} after {:?}", at.duration_since(sent)));
-    ctx.check("DISC-4", at.duration_since(sent) <= T_RESP, "response within 500 ms", format!("{:?}", at.duration_since(sent)));
+    ctx.note(format!(
+        "response from {from} after {:?}",
+        at.duration_since(sent)
+    ));
+    ctx.check(
+        "DISC-4",
+        at.duration_since(sent) <= T_RESP,
+        "response within 500 ms",
+        format!("{:?}", at.duration_since(sent)),
+    );
     let Ok(m) = CoapMessage::parse(bytes) else {
         return Ok(());
     };
-    ctx.check("DISC-2", m.code == CoapCode::CONTENT, "2.05 Content", m.code.to_string());
+    ctx.check(
+        "DISC-2",
+        m.code == CoapCode::CONTENT,
+        "2.05 Content",
+        m.code.to_string(),
+    );
     ctx.check(
         "DISC-2",
         m.content_format().ok().flatten() == Some(ContentFormat::CBOR),
         "Content-Format 60",
         format!("{:?}", m.content_format()),
     );
-    ctx.check("DISC-3", m.msg_type == MessageType::NonConfirmable, "a NON response to a NON request", m.msg_type.abbreviation());
+    ctx.check(
+        "DISC-3",
+        m.msg_type == MessageType::NonConfirmable,
+        "a NON response to a NON request",
+        m.msg_type.abbreviation(),
+    );
     match Advert::from_cbor(&m.payload) {
         Ok(_) => {}
         Err(e) => {
             ctx.check("DISC-2", false, "an advert as payload", format!("{e}"));
         }
     }
-    ctx.check("DISC-1", answers.len() == 1, "exactly one response", format!("{}", answers.len()));
+    ctx.check(
+        "DISC-1",
+        answers.len() == 1,
+        "exactly one response",
+        format!("{}", answers.len()),
+    );
     ctx.pass();
     Ok(())
 }
 
 fn advert_is_consistent(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     ctx.fresh_dut()?;
-    let m = get(0x1234, [1, 2, 3, 4], &["softbus", "v1", "device"], MessageType::NonConfirmable)?;
+    let m = get(
+        0x1234,
+        [1, 2, 3, 4],
+        &["softbus", "v1", "device"],
+        MessageType::NonConfirmable,
+    )?;
     let answer = unicast(ctx, &m);
     let Some(resp) = ctx.must("DISC-2", "an answer to a unicast GET", answer) else {
         return Ok(());
     };
     let Some(resp) = resp else {
-        ctx.check("DISC-2", false, "an answer to a unicast GET", "nothing within 500 ms");
+        ctx.check(
+            "DISC-2",
+            false,
+            "an answer to a unicast GET",
+            "nothing within 500 ms",
+        );
         return Ok(());
     };
     let advert = match Advert::from_cbor(&resp.payload) {
         Ok(a) => a,
         Err(e) => {
-            ctx.check("DISC-11", false, "an advert valid against softbus-advert", e.to_string());
+            ctx.check(
+                "DISC-11",
+                false,
+                "an advert valid against softbus-advert",
+                e.to_string(),
+            );
             return Ok(());
         }
     };
@@ -224,51 +285,130 @@ fn advert_is_consistent(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         "ID-2",
         advert.check_device_id().is_ok(),
         "id derived from pk",
-        format!("id {} pk {}", hex::encode(advert.id), hex::encode(advert.pk)),
+        format!(
+            "id {} pk {}",
+            hex::encode(advert.id),
+            hex::encode(advert.pk)
+        ),
     );
     let mut kinds = ctx.pixit.capabilities.clone();
     kinds.sort();
     let mut caps = advert.caps.clone();
     caps.sort();
-    ctx.check("DISC-12", caps == kinds, format!("caps {kinds:?} (PIXIT capabilities)"), format!("{caps:?}"));
+    ctx.check(
+        "DISC-12",
+        caps == kinds,
+        format!("caps {kinds:?} (PIXIT capabilities)"),
+        format!("{caps:?}"),
+    );
     let mut dedup = caps.clone();
     dedup.dedup();
-    ctx.check("DISC-12", dedup.len() == caps.len(), "each kind once", format!("{caps:?}"));
-    ctx.check("DISC-13", advert.pair, "pair = true while a PIN is set", "false");
+    ctx.check(
+        "DISC-12",
+        dedup.len() == caps.len(),
+        "each kind once",
+        format!("{caps:?}"),
+    );
+    ctx.check(
+        "DISC-13",
+        advert.pair,
+        "pair = true while a PIN is set",
+        "false",
+    );
     // The same key and values must appear in the handshake.
     let mut lt = ctx.lower()?;
     ctx.pair(&mut lt)?;
     let conn = lt.handshake()?;
     ctx.keep_keys(&conn);
-    ctx.check("ID-1", conn.dut_static == advert.pk, "the Noise static key equals the advert's pk", hex::encode(conn.dut_static));
-    ctx.check("DISC-13", conn.dut_hello.hb_ms == advert.hb, format!("hb = HELLO hb_interval_ms {}", conn.dut_hello.hb_ms), advert.hb.to_string());
-    ctx.check("DISC-13", conn.dut_hello.name == advert.name, format!("name = HELLO name {:?}", conn.dut_hello.name), advert.name.clone());
+    ctx.check(
+        "ID-1",
+        conn.dut_static == advert.pk,
+        "the Noise static key equals the advert's pk",
+        hex::encode(conn.dut_static),
+    );
+    ctx.check(
+        "DISC-13",
+        conn.dut_hello.hb_ms == advert.hb,
+        format!("hb = HELLO hb_interval_ms {}", conn.dut_hello.hb_ms),
+        advert.hb.to_string(),
+    );
+    ctx.check(
+        "DISC-13",
+        conn.dut_hello.name == advert.name,
+        format!("name = HELLO name {:?}", conn.dut_hello.name),
+        advert.name.clone(),
+    );
     let pt = ctx.pixit.prompt_timeout_ms;
-    ctx.check("DISC-13", u64::from(advert.pt) == pt, format!("pt = PIXIT prompt_timeout_ms {pt}"), advert.pt.to_string());
+    ctx.check(
+        "DISC-13",
+        u64::from(advert.pt) == pt,
+        format!("pt = PIXIT prompt_timeout_ms {pt}"),
+        advert.pt.to_string(),
+    );
     ctx.pass();
     Ok(())
 }
 
 fn piggybacks_confirmable_get(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
-    let m = get(0x4242, [9, 9, 9, 9], &["softbus", "v1", "device"], MessageType::Confirmable)?;
+    let m = get(
+        0x4242,
+        [9, 9, 9, 9],
+        &["softbus", "v1", "device"],
+        MessageType::Confirmable,
+    )?;
     let Some(resp) = unicast(ctx, &m)? else {
-        ctx.check("DISC-3", false, "a piggybacked ACK", "no answer within 500 ms");
+        ctx.check(
+            "DISC-3",
+            false,
+            "a piggybacked ACK",
+            "no answer within 500 ms",
+        );
         return Ok(());
     };
-    ctx.check("DISC-3", resp.msg_type == MessageType::Acknowledgement, "ACK", resp.msg_type.abbreviation());
-    ctx.check("DISC-3", resp.message_id == 0x4242, "message ID 0x4242", format!("{:#06x}", resp.message_id));
-    ctx.check("DISC-2", resp.token.as_bytes() == [9, 9, 9, 9], "the request's token", hex::encode(resp.token.as_bytes()));
-    ctx.check("DISC-2", resp.code == CoapCode::CONTENT, "2.05", resp.code.to_string());
+    ctx.check(
+        "DISC-3",
+        resp.msg_type == MessageType::Acknowledgement,
+        "ACK",
+        resp.msg_type.abbreviation(),
+    );
+    ctx.check(
+        "DISC-3",
+        resp.message_id == 0x4242,
+        "message ID 0x4242",
+        format!("{:#06x}", resp.message_id),
+    );
+    ctx.check(
+        "DISC-2",
+        resp.token.as_bytes() == [9, 9, 9, 9],
+        "the request's token",
+        hex::encode(resp.token.as_bytes()),
+    );
+    ctx.check(
+        "DISC-2",
+        resp.code == CoapCode::CONTENT,
+        "2.05",
+        resp.code.to_string(),
+    );
     ctx.pass();
     Ok(())
 }
 
 fn filters_by_capability(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
-    let absent = ["camera", "microphone", "speaker", "display", "compute", "sensor", "actuator", "light"]
-        .into_iter()
-        .find(|k| !ctx.pixit.capabilities.iter().any(|c| c == k));
+    let absent = [
+        "camera",
+        "microphone",
+        "speaker",
+        "display",
+        "compute",
+        "sensor",
+        "actuator",
+        "light",
+    ]
+    .into_iter()
+    .find(|k| !ctx.pixit.capabilities.iter().any(|c| c == k));
     let Some(absent) = absent else {
-        ctx.outcome.inconc("the DUT offers every capability kind; no filter can miss");
+        ctx.outcome
+            .inconc("the DUT offers every capability kind; no filter can miss");
         return Ok(());
     };
     let (probe, _, got) = probe_multicast(ctx, Some(absent))?;
@@ -281,11 +421,27 @@ fn filters_by_capability(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
                 .map(|m| serde_json::json!({"from": from.to_string(), "code": m.code.to_string()}))
         })
         .collect();
-    ctx.check("DISC-5", answers.is_empty(), format!("no answer to a multicast probe with cap={absent}"), format!("{answers:?}"));
-    let mut m = get(7, [7, 7, 7, 7], &["softbus", "v1", "device"], MessageType::NonConfirmable)?;
-    m.push_uri_query(&format!("cap={absent}")).map_err(|e| StepError::Unexpected(e.to_string()))?;
+    ctx.check(
+        "DISC-5",
+        answers.is_empty(),
+        format!("no answer to a multicast probe with cap={absent}"),
+        format!("{answers:?}"),
+    );
+    let mut m = get(
+        7,
+        [7, 7, 7, 7],
+        &["softbus", "v1", "device"],
+        MessageType::NonConfirmable,
+    )?;
+    m.push_uri_query(&format!("cap={absent}"))
+        .map_err(|e| StepError::Unexpected(e.to_string()))?;
     match unicast(ctx, &m)? {
-        Some(r) => ctx.check("DISC-6", r.code == CoapCode::NOT_FOUND, "4.04", r.code.to_string()),
+        Some(r) => ctx.check(
+            "DISC-6",
+            r.code == CoapCode::NOT_FOUND,
+            "4.04",
+            r.code.to_string(),
+        ),
         None => ctx.check("DISC-6", false, "4.04", "no answer"),
     };
     ctx.pass();
@@ -293,10 +449,20 @@ fn filters_by_capability(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
 }
 
 fn serves_core_and_errors(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
-    let m = get(11, [1, 1, 1, 1], &[".well-known", "core"], MessageType::NonConfirmable)?;
+    let m = get(
+        11,
+        [1, 1, 1, 1],
+        &[".well-known", "core"],
+        MessageType::NonConfirmable,
+    )?;
     match unicast(ctx, &m)? {
         Some(r) => {
-            ctx.check("DISC-7", r.code == CoapCode::CONTENT, "2.05", r.code.to_string());
+            ctx.check(
+                "DISC-7",
+                r.code == CoapCode::CONTENT,
+                "2.05",
+                r.code.to_string(),
+            );
             ctx.check(
                 "DISC-7",
                 r.content_format().ok().flatten() == Some(ContentFormat::LINK_FORMAT),
@@ -304,13 +470,23 @@ fn serves_core_and_errors(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
                 format!("{:?}", r.content_format()),
             );
             let body = String::from_utf8_lossy(&r.payload).to_string();
-            ctx.check("DISC-7", body == "</softbus/v1/device>;rt=\"softbus.device\";ct=60", "the spec's link", body);
+            ctx.check(
+                "DISC-7",
+                body == "</softbus/v1/device>;rt=\"softbus.device\";ct=60",
+                "the spec's link",
+                body,
+            );
         }
         None => {
             ctx.check("DISC-7", false, "an answer", "nothing");
         }
     }
-    let m = get(12, [2, 2, 2, 2], &["softbus", "v1", "nothing"], MessageType::NonConfirmable)?;
+    let m = get(
+        12,
+        [2, 2, 2, 2],
+        &["softbus", "v1", "nothing"],
+        MessageType::NonConfirmable,
+    )?;
     let r = unicast(ctx, &m)?;
     ctx.check(
         "DISC-8",
@@ -318,12 +494,18 @@ fn serves_core_and_errors(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         "4.04 for an unknown path",
         format!("{:?}", r.map(|r| r.code.to_string())),
     );
-    let mut m = get(13, [3, 3, 3, 3], &["softbus", "v1", "device"], MessageType::NonConfirmable)?;
+    let mut m = get(
+        13,
+        [3, 3, 3, 3],
+        &["softbus", "v1", "device"],
+        MessageType::NonConfirmable,
+    )?;
     m.code = CoapCode::POST;
     let r = unicast(ctx, &m)?;
     ctx.check(
         "DISC-8",
-        r.as_ref().is_some_and(|r| r.code == CoapCode::METHOD_NOT_ALLOWED),
+        r.as_ref()
+            .is_some_and(|r| r.code == CoapCode::METHOD_NOT_ALLOWED),
         "4.05 for POST",
         format!("{:?}", r.map(|r| r.code.to_string())),
     );
@@ -345,12 +527,22 @@ fn resets_malformed_con(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         "DISC-10",
         rst.as_ref().is_some_and(|m| m.message_id == 0x0bad),
         "RST with message ID 0x0bad",
-        format!("{:?}", got.iter().map(|(_, _, b)| hex::encode(b)).collect::<Vec<_>>()),
+        format!(
+            "{:?}",
+            got.iter()
+                .map(|(_, _, b)| hex::encode(b))
+                .collect::<Vec<_>>()
+        ),
     );
     // A malformed NON gets nothing.
     s.send_to(&[0x54, 0x01, 0x0b, 0xae, 0xaa], to)?;
     let got = collect(&s, T_RESP)?;
-    ctx.check("DISC-10", got.is_empty(), "no answer to a malformed NON", format!("{} datagrams", got.len()));
+    ctx.check(
+        "DISC-10",
+        got.is_empty(),
+        "no answer to a malformed NON",
+        format!("{} datagrams", got.len()),
+    );
     ctx.pass();
     Ok(())
 }

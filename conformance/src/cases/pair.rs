@@ -76,27 +76,60 @@ fn right_pin_pairs(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     let mut lt = ctx.lower()?;
     let pin = ctx.pixit.pin.clone();
     let started = Instant::now();
-    let Some(out) = ctx.must("PAIR-4", "a PAIR_RESPONSE and PAIR_RESULT", lt.pair(&pin, false)) else {
+    let Some(out) = ctx.must(
+        "PAIR-4",
+        "a PAIR_RESPONSE and PAIR_RESULT",
+        lt.pair(&pin, false),
+    ) else {
         return Ok(());
     };
     ctx.note(format!("pairing took {:?}: {out:?}", started.elapsed()));
-    ctx.check("PAIR-2", out.responder_confirm_ok, "confirm_B computed as in 5.2", "confirm_B mismatch");
-    ctx.check("PAIR-9", out.status == Code::Ok, "PAIR_RESULT OK", out.status.to_string());
-    ctx.check("PAIR-2", out.result_mac_ok, "PAIR_RESULT mac as in 5.2", "mac mismatch");
+    ctx.check(
+        "PAIR-2",
+        out.responder_confirm_ok,
+        "confirm_B computed as in 5.2",
+        "confirm_B mismatch",
+    );
+    ctx.check(
+        "PAIR-9",
+        out.status == Code::Ok,
+        "PAIR_RESULT OK",
+        out.status.to_string(),
+    );
+    ctx.check(
+        "PAIR-2",
+        out.result_mac_ok,
+        "PAIR_RESULT mac as in 5.2",
+        "mac mismatch",
+    );
     let st = ctx.upper()?.state()?;
     let me = lt.identity.device_id().to_hex();
-    let pinned = st["pinned"].as_array().is_some_and(|a| a.iter().any(|p| p == &json!(me)));
-    ctx.check("PAIR-9", pinned, format!("the tester ({me}) pinned in state"), st["pinned"].to_string());
+    let pinned = st["pinned"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|p| p == &json!(me)));
+    ctx.check(
+        "PAIR-9",
+        pinned,
+        format!("the tester ({me}) pinned in state"),
+        st["pinned"].to_string(),
+    );
     // The pin must be usable: a handshake now succeeds.
     let hs = lt.handshake();
-    ctx.check("PAIR-9", hs.is_ok(), "a handshake after pairing succeeds", format!("{:?}", hs.err()));
+    ctx.check(
+        "PAIR-9",
+        hs.is_ok(),
+        "a handshake after pairing succeeds",
+        format!("{:?}", hs.err()),
+    );
     ctx.pass();
     Ok(())
 }
 
 fn wrong_pin(pin: &str) -> String {
     // Same length, different digits.
-    pin.bytes().map(|b| (b'0' + (b - b'0' + 5) % 10) as char).collect()
+    pin.bytes()
+        .map(|b| (b'0' + (b - b'0' + 5) % 10) as char)
+        .collect()
 }
 
 fn wrong_pin_refused(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
@@ -106,7 +139,12 @@ fn wrong_pin_refused(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     let Some(out) = ctx.must("PAIR-7", "a PAIR_RESULT", lt.pair(&bad, true)) else {
         return Ok(());
     };
-    ctx.check("PAIR-7", out.status == Code::PairingFailed, "PAIR_RESULT PAIRING_FAILED", out.status.to_string());
+    ctx.check(
+        "PAIR-7",
+        out.status == Code::PairingFailed,
+        "PAIR_RESULT PAIRING_FAILED",
+        out.status.to_string(),
+    );
     let hs = lt.handshake_with(None, false)?;
     ctx.check(
         "PAIR-9",
@@ -129,16 +167,32 @@ fn wrong_pins_rate_limited(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     }
     let locked_at = Instant::now();
     let out = lt.pair(&pin, false)?;
-    ctx.check("PAIR-11", out.status == Code::RateLimited, "RATE_LIMITED for the right PIN during the lockout", out.status.to_string());
+    ctx.check(
+        "PAIR-11",
+        out.status == Code::RateLimited,
+        "RATE_LIMITED for the right PIN during the lockout",
+        out.status.to_string(),
+    );
     // Requests during the lockout must not extend it.
     let again = lt.pair(&pin, false)?;
-    ctx.check("PAIR-12", again.status == Code::RateLimited, "still RATE_LIMITED", again.status.to_string());
+    ctx.check(
+        "PAIR-12",
+        again.status == Code::RateLimited,
+        "still RATE_LIMITED",
+        again.status.to_string(),
+    );
     let lockout = Duration::from_millis(ctx.pixit.lockout_ms);
-    let wait = (locked_at + lockout + Duration::from_millis(300)).saturating_duration_since(Instant::now());
+    let wait = (locked_at + lockout + Duration::from_millis(300))
+        .saturating_duration_since(Instant::now());
     ctx.note(format!("waiting {wait:?} for the lockout to end"));
     std::thread::sleep(wait);
     let after = lt.pair(&pin, false)?;
-    ctx.check("PAIR-13", after.status == Code::Ok, "pairing works again after the lockout", after.status.to_string());
+    ctx.check(
+        "PAIR-13",
+        after.status == Code::Ok,
+        "pairing works again after the lockout",
+        after.status.to_string(),
+    );
     ctx.pass();
     Ok(())
 }
@@ -148,7 +202,12 @@ fn no_pin_and_fresh_scalars(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     let mut lt = ctx.lower()?;
     let pin = ctx.pixit.pin.clone();
     let out = lt.pair(&pin, false)?;
-    ctx.check("PAIR-5", out.status == Code::PairingFailed, "PAIRING_FAILED without a PIN", out.status.to_string());
+    ctx.check(
+        "PAIR-5",
+        out.status == Code::PairingFailed,
+        "PAIRING_FAILED without a PIN",
+        out.status.to_string(),
+    );
     ctx.upper()?.call(json!({"op": "set_pin", "pin": pin}))?;
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -167,7 +226,12 @@ fn no_pin_and_fresh_scalars(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     let mut uniq = seen.clone();
     uniq.sort();
     uniq.dedup();
-    ctx.check("PAIR-3", seen.len() == 3 && uniq.len() == 3, "3 distinct SPAKE2 messages B", format!("{} of {}", uniq.len(), seen.len()));
+    ctx.check(
+        "PAIR-3",
+        seen.len() == 3 && uniq.len() == 3,
+        "3 distinct SPAKE2 messages B",
+        format!("{} of {}", uniq.len(), seen.len()),
+    );
     ctx.pass();
     Ok(())
 }
@@ -190,15 +254,24 @@ fn repeated_request_same_answer(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     };
     let t = lt.timeout;
     lt.send_frame(&req)?;
-    let first = lt.expect_frame(t, "PAIR_RESPONSE", |f| matches!(f.body, Body::PairResponse { .. }))?;
+    let first = lt.expect_frame(t, "PAIR_RESPONSE", |f| {
+        matches!(f.body, Body::PairResponse { .. })
+    })?;
     lt.send_frame(&req)?;
     let second = ctx.must(
         "PAIR-10",
         "a PAIR_RESPONSE to the repeated PAIR_REQUEST",
-        lt.expect_frame(t, "PAIR_RESPONSE", |f| matches!(f.body, Body::PairResponse { .. })),
+        lt.expect_frame(t, "PAIR_RESPONSE", |f| {
+            matches!(f.body, Body::PairResponse { .. })
+        }),
     );
     if let Some(second) = second {
-        ctx.check("PAIR-10", first == second, "a byte-identical PAIR_RESPONSE", "a different PAIR_RESPONSE");
+        ctx.check(
+            "PAIR-10",
+            first == second,
+            "a byte-identical PAIR_RESPONSE",
+            "a different PAIR_RESPONSE",
+        );
     }
     ctx.pass();
     Ok(())

@@ -6,8 +6,8 @@
 //! Emitting never panics either, provided the repr respects the documented field limits (string
 //! lengths); [`frame::Frame::validate`] checks those limits before a value built by hand is sent.
 
-pub mod code;
 pub mod coap;
+pub mod code;
 pub mod frame;
 pub mod msg;
 
@@ -84,7 +84,10 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    pub(crate) fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], WireError> {
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], WireError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.bytes(N, field)?);
         Ok(out)
@@ -107,7 +110,11 @@ impl<'a> Reader<'a> {
     }
 
     /// A u8-length-prefixed UTF-8 string with 1..=max bytes.
-    pub(crate) fn short_str(&mut self, field: &'static str, max: usize) -> Result<String, WireError> {
+    pub(crate) fn short_str(
+        &mut self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<String, WireError> {
         let len = self.u8(field)? as usize;
         if len == 0 || len > max {
             return Err(WireError::InvalidField {

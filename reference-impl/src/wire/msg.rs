@@ -125,7 +125,9 @@ impl ChannelKind {
 }
 
 /// QoS classes a scheduler honours, lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Qos {
     /// Bulk transfer that may wait.
@@ -216,21 +218,75 @@ pub struct Message {
 #[allow(missing_docs)] // fields are documented in the spec tables, named identically
 pub enum MsgBody {
     Heartbeat,
-    Close { code: Code, reason: String },
-    Ack { next_expected: u32 },
-    Error { code: Code, offending: u8 },
-    SessionOpen { session_id: u32, kind: ChannelKind, qos: Qos, service: String },
-    SessionAccept { session_id: u32, max_message: u32 },
-    SessionReject { session_id: u32, code: Code },
-    SessionClose { session_id: u32, code: Code },
-    Data { session_id: u32, msg_id: u32, frag_index: u16, frag_count: u16, payload: Vec<u8> },
-    CapQuery { req_id: u32 },
-    CapList { req_id: u32, cbor: Vec<u8> },
-    PermRequest { req_id: u32, scope: Scope, duration_s: u32, capability: String },
-    PermResponse { req_id: u32, result: PermResult, grant_id: u32, expires_in_ms: u32 },
-    PermRevoke { grant_id: u32 },
-    CapInvoke { req_id: u32, grant_id: u32, capability: String, args: Vec<u8> },
-    CapResult { req_id: u32, status: Code, result: Vec<u8> },
+    Close {
+        code: Code,
+        reason: String,
+    },
+    Ack {
+        next_expected: u32,
+    },
+    Error {
+        code: Code,
+        offending: u8,
+    },
+    SessionOpen {
+        session_id: u32,
+        kind: ChannelKind,
+        qos: Qos,
+        service: String,
+    },
+    SessionAccept {
+        session_id: u32,
+        max_message: u32,
+    },
+    SessionReject {
+        session_id: u32,
+        code: Code,
+    },
+    SessionClose {
+        session_id: u32,
+        code: Code,
+    },
+    Data {
+        session_id: u32,
+        msg_id: u32,
+        frag_index: u16,
+        frag_count: u16,
+        payload: Vec<u8>,
+    },
+    CapQuery {
+        req_id: u32,
+    },
+    CapList {
+        req_id: u32,
+        cbor: Vec<u8>,
+    },
+    PermRequest {
+        req_id: u32,
+        scope: Scope,
+        duration_s: u32,
+        capability: String,
+    },
+    PermResponse {
+        req_id: u32,
+        result: PermResult,
+        grant_id: u32,
+        expires_in_ms: u32,
+    },
+    PermRevoke {
+        grant_id: u32,
+    },
+    CapInvoke {
+        req_id: u32,
+        grant_id: u32,
+        capability: String,
+        args: Vec<u8>,
+    },
+    CapResult {
+        req_id: u32,
+        status: Code,
+        result: Vec<u8>,
+    },
 }
 
 impl MsgBody {
@@ -286,10 +342,11 @@ impl Message {
                 let code = Code::from_u16(r.u16("code")?);
                 let len = r.u8("reason_len")? as usize;
                 let raw = r.bytes(len, "reason")?;
-                let reason = String::from_utf8(raw.to_vec()).map_err(|_| WireError::InvalidField {
-                    field: "reason",
-                    problem: "not UTF-8",
-                })?;
+                let reason =
+                    String::from_utf8(raw.to_vec()).map_err(|_| WireError::InvalidField {
+                        field: "reason",
+                        problem: "not UTF-8",
+                    })?;
                 MsgBody::Close { code, reason }
             }
             MsgType::Ack => MsgBody::Ack {
@@ -416,7 +473,9 @@ impl Message {
             }),
             MsgBody::SessionOpen { service, .. } => name_ok(service, "service"),
             MsgBody::PermRequest { capability, .. } => name_ok(capability, "capability"),
-            MsgBody::CapInvoke { capability, args, .. } => {
+            MsgBody::CapInvoke {
+                capability, args, ..
+            } => {
                 name_ok(capability, "capability")?;
                 if args.len() > u16::MAX as usize {
                     return Err(WireError::InvalidField {
@@ -513,7 +572,8 @@ impl Message {
                 out.extend_from_slice(&session_id.to_be_bytes());
                 out.extend_from_slice(&max_message.to_be_bytes());
             }
-            MsgBody::SessionReject { session_id, code } | MsgBody::SessionClose { session_id, code } => {
+            MsgBody::SessionReject { session_id, code }
+            | MsgBody::SessionClose { session_id, code } => {
                 out.extend_from_slice(&session_id.to_be_bytes());
                 out.extend_from_slice(&code.to_u16().to_be_bytes());
             }
