@@ -10,6 +10,9 @@ use std::sync::Mutex;
 use serde_json::Value;
 use softbus_e2e::{binary, workspace_root};
 
+/// A fault's name and the failing cases that trace its requirements (or why none did).
+type FaultResult = (String, Result<Vec<String>, String>);
+
 fn certify(report_dir: &Path, extra: &[&str]) -> anyhow::Result<(i32, Value, String)> {
     let out = Command::new(binary("softbus-conformance", "certify")?)
         .arg("--report-dir")
@@ -96,7 +99,7 @@ fn every_fault_is_caught_by_a_case_tracing_its_requirements() -> anyhow::Result<
         })
         .collect();
     assert!(faults.len() >= 12);
-    let results: Mutex<Vec<(String, Result<Vec<String>, String>)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<FaultResult>> = Mutex::new(Vec::new());
     let queue = Mutex::new(faults.clone());
     std::thread::scope(|s| {
         for _ in 0..3 {
