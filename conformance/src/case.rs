@@ -142,6 +142,12 @@ impl<'a> Ctx<'a> {
     /// Reset the DUT and give it the PIXIT PIN and an approving prompt policy.
     pub fn fresh_dut(&mut self) -> Result<(), StepError> {
         let pin = self.pixit.pin.clone();
+        if !self.dut.has_control() {
+            // No upper tester: a human does it, or the case cannot run.
+            return self.operator(&format!(
+                "reset the DUT (forget pairings and grants), set its pairing PIN to {pin} and make it approve permission prompts"
+            ));
+        }
         let u = self.upper()?;
         u.reset()?;
         u.call(json!({"op": "set_pin", "pin": pin}))?;
@@ -271,6 +277,34 @@ impl<'a> Ctx<'a> {
                 self.outcome.fail(requirement, expected, e.to_string());
                 None
             }
+        }
+    }
+
+    /// Ask a human at the terminal to act on the DUT, waiting up to the PIXIT step timeout
+    /// (at least 60 s). Without a terminal the step fails at once with "needs operator", which
+    /// makes the case INCONC: a run never hangs waiting for a person who is not there.
+    pub fn operator(&mut self, action: &str) -> Result<(), StepError> {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            self.note(format!("needs operator: {action}"));
+            return Err(StepError::Unexpected(format!(
+                "needs operator: the DUT has no control channel and no terminal is attached to {action}"
+            )));
+        }
+        let wait = self.timeout().max(Duration::from_secs(60));
+        println!("\n>>> OPERATOR: please {action}, then press Enter (within {} s)", wait.as_secs());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            let _ = tx.send(());
+        });
+        match rx.recv_timeout(wait) {
+            Ok(()) => {
+                self.note(format!("operator confirmed: {action}"));
+                Ok(())
+            }
+            Err(_) => Err(StepError::Timeout(wait, format!("the operator to {action}"))),
         }
     }
 

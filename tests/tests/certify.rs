@@ -173,3 +173,67 @@ fn every_fault_is_caught_by_a_case_tracing_its_requirements() -> anyhow::Result<
     );
     Ok(())
 }
+
+#[test]
+fn a_dut_without_control_channel_is_inconclusive_not_hung() -> anyhow::Result<()> {
+    use softbus_e2e::{loopback_config, Daemon};
+    let disc_port = 20000 + ((std::process::id() + 13) % 20000) as u16;
+    let d = Daemon::spawn(&loopback_config("external", Some("123456"), disc_port), None)?;
+    let udp = d.addr("udp")?;
+    let dir = tempfile::tempdir()?;
+    let rig = dir.path().join("external.toml");
+    std::fs::write(
+        &rig,
+        format!(
+            r#"[rig]
+name = "external-no-control"
+description = "an already running device with no tester control channel"
+
+[[dut]]
+name = "device"
+kind = "external"
+
+[dut.udp]
+host = "127.0.0.1"
+port = {}
+
+[dut.control]
+kind = "none"
+
+[dut.pics]
+PAIR_PIN = true
+TRANSPORT_UDP = true
+"#,
+            udp.port()
+        ),
+    )?;
+    let started = std::time::Instant::now();
+    let (code, report, stderr) = certify(
+        &dir.path().join("run"),
+        &["--rig", rig.to_str().unwrap_or_default(), "--filter", "SB-PAIR-001"],
+    )?;
+    assert_eq!(code, 1, "{stderr}");
+    let case = &report["cases"][0];
+    assert_eq!(case["verdict"], "INCONC", "{case}");
+    assert!(case["reason"].as_str().unwrap_or_default().contains("needs operator"), "{case}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "the run waited for an operator");
+    Ok(())
+}
+
+#[test]
+fn a_rig_without_pics_refuses_to_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let text = std::fs::read_to_string(workspace_root().join("rigs/virtual.toml"))?;
+    let cut = text.find("[dut.pics]").unwrap_or(text.len());
+    let end = text[cut..].find("[dut.pixit]").map(|i| cut + i).unwrap_or(text.len());
+    let rig = dir.path().join("nopics.toml");
+    std::fs::write(&rig, format!("{}{}", &text[..cut], &text[end..]))?;
+    let out = Command::new(binary("softbus-conformance", "certify")?)
+        .args(["--rig", rig.to_str().unwrap_or_default(), "--quiet", "--report-dir"])
+        .arg(dir.path().join("run"))
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pics") && err.contains("nopics.toml"), "{err}");
+    Ok(())
+}

@@ -14,6 +14,8 @@ use super::lower::StepError;
 pub struct Upper {
     reader: BufReader<Box<dyn Read + Send>>,
     writer: Box<dyn Write + Send>,
+    /// The TCP stream, when the channel is TCP, to adjust read timeouts.
+    tcp: Option<TcpStream>,
     next_id: u64,
     last_event: u64,
     /// Every request and response, for the case's harness log.
@@ -29,7 +31,9 @@ impl Upper {
                 Ok(s) => {
                     s.set_read_timeout(Some(Duration::from_secs(10)))?;
                     s.set_nodelay(true)?;
-                    return Ok(Upper::over(Box::new(s.try_clone()?), Box::new(s)));
+                    let mut u = Upper::over(Box::new(s.try_clone()?), Box::new(s.try_clone()?));
+                    u.tcp = Some(s);
+                    return Ok(u);
                 }
                 Err(e) if Instant::now() >= end => {
                     return Err(StepError::Io(format!("control channel {addr} does not answer: {e}")))
@@ -44,6 +48,7 @@ impl Upper {
         Upper {
             reader: BufReader::new(reader),
             writer,
+            tcp: None,
             next_id: 1,
             last_event: 0,
             transcript: Vec::new(),
@@ -120,6 +125,48 @@ impl Upper {
                 return Err(StepError::Timeout(timeout, format!("DUT event {what}")));
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every event not seen yet (consumed: later calls and [`Upper::wait_event`] skip them).
+    pub fn poll_events(&mut self) -> Result<Vec<Value>, StepError> {
+        let r = self.call(json!({"op": "events", "after": self.last_event}))?;
+        let evs = r["events"].as_array().cloned().unwrap_or_default();
+        for e in &evs {
+            self.last_event = e["seq"].as_u64().unwrap_or(self.last_event);
+        }
+        Ok(evs)
+    }
+
+    /// Send one raw line (a line feed is appended), for tests of the control protocol itself.
+    pub fn write_line(&mut self, line: &str) -> Result<(), StepError> {
+        self.transcript.push(format!("-> {line}"));
+        writeln!(self.writer, "{line}")?;
+        Ok(())
+    }
+
+    /// Read one response line within `timeout` (`None` when nothing complete arrived in time).
+    pub fn read_line(&mut self, timeout: Duration) -> Result<Option<String>, StepError> {
+        self.set_read_timeout(timeout.max(Duration::from_millis(1)))?;
+        let mut line = String::new();
+        let r = self.reader.read_line(&mut line);
+        self.set_read_timeout(Duration::from_secs(10))?;
+        match r {
+            Ok(0) => Err(StepError::Io("control channel closed by the DUT".into())),
+            Ok(_) => {
+                self.transcript.push(format!("<- {}", line.trim_end()));
+                Ok(Some(line))
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Set the read timeout (TCP channels; a serial port keeps the timeout it was opened with).
+    fn set_read_timeout(&self, t: Duration) -> std::io::Result<()> {
+        match &self.tcp {
+            Some(s) => s.set_read_timeout(Some(t)),
+            None => Ok(()),
         }
     }
 
