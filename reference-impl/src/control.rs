@@ -186,6 +186,32 @@ fn arg_peer(req: &Request) -> Result<DeviceId, ControlError> {
     })
 }
 
+/// An optional unsigned integer argument: absent gives `None`, another JSON type an error.
+pub(crate) fn opt_u64(req: &Request, key: &str) -> Result<Option<u64>, ControlError> {
+    match req.args.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ControlError::new(
+                "INVALID_ARGS",
+                format!("{}: \"{key}\" must be a non-negative integer", req.op),
+            )
+        }),
+    }
+}
+
+/// An optional boolean argument.
+fn opt_bool(req: &Request, key: &str) -> Result<Option<bool>, ControlError> {
+    match req.args.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_bool().map(Some).ok_or_else(|| {
+            ControlError::new(
+                "INVALID_ARGS",
+                format!("{}: \"{key}\" must be true or false", req.op),
+            )
+        }),
+    }
+}
+
 fn arg_hex(req: &Request, key: &str) -> Result<Vec<u8>, ControlError> {
     match req.args.get(key) {
         None => Ok(Vec::new()),
@@ -221,15 +247,15 @@ fn arg_enum<T: serde::de::DeserializeOwned>(
 }
 
 /// The `events` op: every event with a sequence number above `after`.
-pub fn events_since(events: &VecDeque<(u64, Value)>, req: &Request) -> Value {
-    let after = req.args.get("after").and_then(Value::as_u64).unwrap_or(0);
+pub fn events_since(events: &VecDeque<(u64, Value)>, req: &Request) -> Result<Value, ControlError> {
+    let after = opt_u64(req, "after")?.unwrap_or(0);
     let list: Vec<&Value> = events
         .iter()
         .filter(|(s, _)| *s > after)
         .map(|(_, v)| v)
         .collect();
     let last = events.back().map(|(s, _)| *s).unwrap_or(after);
-    json!({ "events": list, "last": last })
+    Ok(json!({ "events": list, "last": last }))
 }
 
 /// Execute every op except `events` and `connect` over TCP (which need the driver's state).
@@ -289,9 +315,15 @@ pub fn execute(
             Ok(json!({}))
         }
         "close_session" => {
-            let code = match req.args.get("code").and_then(Value::as_str) {
+            let code = match req.args.get("code").map(|v| v.as_str().ok_or(v)) {
                 None => Code::NormalClose,
-                Some(name) => Code::from_name(name).ok_or_else(|| {
+                Some(Err(v)) => {
+                    return Err(ControlError::new(
+                        "INVALID_ARGS",
+                        format!("close_session: code {v} must be a code name"),
+                    ))
+                }
+                Some(Ok(name)) => Code::from_name(name).ok_or_else(|| {
                     ControlError::new(
                         "INVALID_ARGS",
                         format!("close_session: unknown code {name:?}"),
@@ -306,10 +338,7 @@ pub fn execute(
         }
         "request_permission" => {
             let scope: Scope = arg_enum(req, "scope", Some(Scope::Once))?;
-            let duration = req
-                .args
-                .get("duration_s")
-                .and_then(Value::as_u64)
+            let duration = opt_u64(req, "duration_s")?
                 .unwrap_or(0)
                 .min(u32::MAX as u64) as u32;
             let id = ep.request_permission(
@@ -322,11 +351,7 @@ pub fn execute(
             Ok(json!({ "req_id": id }))
         }
         "answer_prompt" => {
-            let approve = req
-                .args
-                .get("approve")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            let approve = opt_bool(req, "approve")?.unwrap_or(false);
             ep.answer_prompt(now, arg_u64(req, "prompt_id")?, approve)?;
             Ok(json!({}))
         }

@@ -326,7 +326,7 @@ pub async fn run(
             Some(cmd) = ctl_rx.recv() => {
                 let now = Instant::now();
                 let result = match &cmd.req.op[..] {
-                    "events" => Ok(control::events_since(&events, &cmd.req)),
+                    "events" => control::events_since(&events, &cmd.req),
                     "connect" if control::arg_addr(&cmd.req, "addr").is_ok_and(|(l, _)| l == control::Link::Tcp) => {
                         let addr = control::arg_addr(&cmd.req, "addr").map(|(_, a)| a).unwrap_or_else(|_| bound.udp);
                         match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
@@ -353,6 +353,12 @@ pub async fn run(
                     }
                     _ => control::execute(&mut ep, now, &cmd.req, &bound, responder.malformed_count()),
                 };
+                // The advert's `pair` follows the PIN (spec DISC-15).
+                if responder.advert().pair != ep.has_pin() {
+                    let mut a = responder.advert().clone();
+                    a.pair = ep.has_pin();
+                    responder.set_advert(a);
+                }
                 let _ = cmd.reply.send(result);
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
@@ -369,9 +375,7 @@ async fn discover(
 ) -> Result<Value, ControlError> {
     use crate::discovery::Probe;
     let timeout = Duration::from_millis(
-        req.args
-            .get("timeout_ms")
-            .and_then(Value::as_u64)
+        control::opt_u64(req, "timeout_ms")?
             .unwrap_or(1000)
             .min(30_000),
     );

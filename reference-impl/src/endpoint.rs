@@ -357,6 +357,8 @@ enum ConnState {
 struct Secure {
     peer: DeviceId,
     peer_hb: Duration,
+    /// The largest frame the peer accepts (its HELLO max_frame).
+    peer_max_frame: usize,
     tx: RecordKey,
     rx: RecordKey,
     rx_prev: Option<(RecordKey, Instant)>,
@@ -400,6 +402,8 @@ enum SessionState {
 struct Session {
     /// The peer opened it: we provide the service.
     inbound: bool,
+    /// The max_message the peer announced in SESSION_ACCEPT (sessions we opened).
+    peer_max_message: Option<usize>,
     kind: ChannelKind,
     qos: Qos,
     service: String,
@@ -592,6 +596,11 @@ impl Endpoint {
     /// Drop and refusal counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Whether a pairing PIN is set (the advert's `pair`).
+    pub fn has_pin(&self) -> bool {
+        self.pin.is_some()
     }
 
     /// The current prompt policy.
@@ -863,6 +872,7 @@ impl Endpoint {
             id,
             Session {
                 inbound: false,
+                peer_max_message: None,
                 kind,
                 qos,
                 service: service.to_string(),
@@ -895,7 +905,7 @@ impl Endpoint {
         data: &[u8],
     ) -> Result<(), ApiError> {
         let local_id = self.conn_of(peer).ok_or(ApiError::NotConnected(peer))?;
-        let (kind, qos, msg_id) = {
+        let (kind, qos, msg_id, peer_max_frame) = {
             let Some(Conn {
                 state: ConnState::Established(s),
                 ..
@@ -908,7 +918,8 @@ impl Endpoint {
                 .get_mut(&session_id)
                 .filter(|x| x.state == SessionState::Open)
                 .ok_or(ApiError::UnknownSession { peer, session_id })?;
-            let limit = sess.kind.max_message();
+            // The peer's announced limit when it accepted our session (spec SESS-13).
+            let limit = sess.peer_max_message.unwrap_or(sess.kind.max_message());
             if data.len() > limit && !self.cfg.faults.contains(&Fault::AcceptOversizedMessage) {
                 return Err(ApiError::TooLarge {
                     kind: sess.kind,
@@ -918,9 +929,9 @@ impl Endpoint {
             }
             let msg_id = sess.next_msg_id;
             sess.next_msg_id = sess.next_msg_id.wrapping_add(1);
-            (sess.kind, sess.qos, msg_id)
+            (sess.kind, sess.qos, msg_id, s.peer_max_frame)
         };
-        let max_frag = self.max_fragment();
+        let max_frag = self.max_fragment(peer_max_frame);
         let frag_count = data.len().div_ceil(max_frag).max(1);
         let Ok(frag_count) = u16::try_from(frag_count) else {
             return Err(ApiError::TooLarge {
@@ -1668,6 +1679,17 @@ impl Endpoint {
         sender_conn_id: u32,
         noise: &[u8],
     ) {
+        // Only a connection waiting for HANDSHAKE_2 takes one: a stray or forged frame naming an
+        // established connection must not touch it (spec HS-18).
+        if !matches!(
+            self.conns.get(&local_id),
+            Some(Conn {
+                state: ConnState::AwaitHs2 { .. },
+                ..
+            })
+        ) {
+            return;
+        }
         let Some(mut conn) = self.conns.remove(&local_id) else {
             return;
         };
@@ -1747,6 +1769,23 @@ impl Endpoint {
     }
 
     fn on_hs3(&mut self, now: Instant, from: LinkAddr, local_id: u32, noise: &[u8]) {
+        match self.conns.get(&local_id) {
+            Some(Conn {
+                state: ConnState::AwaitHs3 { .. },
+                ..
+            }) => {}
+            Some(Conn {
+                state: ConnState::Established(_),
+                initiator: false,
+                ..
+            }) => {
+                // The initiator repeats HANDSHAKE_3 until it hears from us: our first record
+                // was lost, so speak again (spec HS-7). The connection itself is untouched.
+                self.send_unreliable(now, local_id, MsgBody::Heartbeat);
+                return;
+            }
+            _ => return,
+        }
         let Some(mut conn) = self.conns.remove(&local_id) else {
             return;
         };
@@ -1829,6 +1868,7 @@ impl Endpoint {
         conn.state = ConnState::Established(Box::new(Secure {
             peer,
             peer_hb: Duration::from_millis(hello.hb_ms.max(10) as u64),
+            peer_max_frame: (hello.max_frame as usize).max(256),
             tx,
             rx,
             rx_prev: None,
@@ -2058,7 +2098,10 @@ impl Endpoint {
                 qos,
                 service,
             } => self.on_session_open(now, local_id, peer, session_id, kind, qos, service),
-            MsgBody::SessionAccept { session_id, .. } => {
+            MsgBody::SessionAccept {
+                session_id,
+                max_message,
+            } => {
                 if let Some(Conn {
                     state: ConnState::Established(s),
                     ..
@@ -2067,6 +2110,8 @@ impl Endpoint {
                     if let Some(sess) = s.sessions.get_mut(&session_id) {
                         if sess.state == SessionState::Opening {
                             sess.state = SessionState::Open;
+                            sess.peer_max_message =
+                                Some((max_message as usize).min(sess.kind.max_message()));
                             let (service, kind) = (sess.service.clone(), sess.kind);
                             self.events.push_back(Event::SessionOpened {
                                 peer,
@@ -2166,7 +2211,11 @@ impl Endpoint {
                 let ours = self.grants.get(&grant_id).is_some_and(|g| g.holder == peer);
                 if ours {
                     self.grants.remove(&grant_id);
+                    let before = self.trust.grants.len();
                     self.trust.grants.retain(|p| p.grant_id != grant_id);
+                    if self.trust.grants.len() != before {
+                        self.events.push_back(Event::TrustStoreChanged);
+                    }
                 } else {
                     self.events
                         .push_back(Event::GrantRevoked { peer, grant_id });
@@ -2206,8 +2255,7 @@ impl Endpoint {
         qos: Qos,
         service: String,
     ) {
-        let offered = self.cfg.services.contains(&service)
-            || self.has(Fault::AcceptUnknownService);
+        let offered = self.cfg.services.contains(&service) || self.has(Fault::AcceptUnknownService);
         let Some(conn) = self.conns.get_mut(&local_id) else {
             return;
         };
@@ -2237,6 +2285,7 @@ impl Endpoint {
             session_id,
             Session {
                 inbound: true,
+                peer_max_message: None,
                 kind,
                 qos,
                 service: service.clone(),
@@ -2310,13 +2359,21 @@ impl Endpoint {
             sess.reassembly.retain(|id, _| *id >= msg_id);
         }
         let limit = sess.kind.max_message();
+        // Reliable channels deliver in order, so a conforming sender's fragments arrive as one
+        // message at a time, in frag_index order; anything else would let a peer keep many
+        // partial messages alive (spec SESS-15).
+        let out_of_sequence = sess.kind.is_reliable()
+            && match sess.reassembly.get(&msg_id) {
+                Some(e) => frag_index as usize != e.parts.len(),
+                None => !sess.reassembly.is_empty() || frag_index != 0,
+            };
         let entry = sess.reassembly.entry(msg_id).or_insert_with(|| Reassembly {
             frag_count,
             parts: BTreeMap::new(),
             size: 0,
         });
         let mut too_large = false;
-        if entry.frag_count != frag_count {
+        if out_of_sequence || entry.frag_count != frag_count {
             too_large = true; // inconsistent fragmentation
         } else if !entry.parts.contains_key(&frag_index) {
             entry.size += payload.len();
@@ -2547,9 +2604,12 @@ impl Endpoint {
 
     // ------------------------------------------------------------------ sending
 
-    fn max_fragment(&self) -> usize {
+    /// Largest DATA payload per record: our MTU and the peer's max_frame both bound the frame
+    /// (spec FRAME-5).
+    fn max_fragment(&self, peer_max_frame: usize) -> usize {
         self.cfg
             .mtu
+            .min(peer_max_frame)
             .saturating_sub(RECORD_OVERHEAD + DATA_OVERHEAD)
             .max(16)
     }

@@ -364,3 +364,58 @@ fn faulty_device_grants_without_prompt() {
         }
     )));
 }
+
+#[test]
+fn forged_handshake_frames_do_not_touch_an_established_connection() {
+    use softbus::wire::frame::{Body, Frame};
+    let mut p = Pair::new(config("a", None), config("b", Some("123456")));
+    p.pair_and_connect();
+    let (ida, idb) = p.ids();
+    for (local_id, _, _, _) in p.b.session_keys() {
+        for body in [
+            Body::Handshake3 {
+                noise: vec![0x55; 64],
+            },
+            Body::Handshake2 {
+                sender_conn_id: 9,
+                noise: vec![0x55; 96],
+            },
+        ] {
+            let f = Frame {
+                conn_id: local_id,
+                body,
+            }
+            .to_vec();
+            p.b.handle_datagram(p.now, p.a_addr.clone(), &f);
+        }
+    }
+    for (local_id, _, _, _) in p.a.session_keys() {
+        let f = Frame {
+            conn_id: local_id,
+            body: Body::Handshake2 {
+                sender_conn_id: 9,
+                noise: vec![0x55; 96],
+            },
+        }
+        .to_vec();
+        p.a.handle_datagram(p.now, p.b_addr.clone(), &f);
+    }
+    p.drive_for(Duration::from_millis(300));
+    let sid =
+        p.a.open_session(p.now, idb, "echo", ChannelKind::Message, Qos::Interactive)
+            .unwrap();
+    p.drive();
+    p.a.send(p.now, idb, sid, b"still here").unwrap();
+    p.drive();
+    let events = p.take_a();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Message { data, .. } if data == b"still here")),
+        "{events:?}"
+    );
+    assert!(!p
+        .b_events
+        .iter()
+        .any(|e| matches!(e, Event::Disconnected { peer, .. } if *peer == ida)));
+}
