@@ -62,5 +62,8 @@ fn main() {
     let mut args = args;
     // One DUT: never run two cases against it at once.
     args.test_threads = Some(1);
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Stop the DUT before exiting: `exit` skips destructors.
+    drop(session.lock().unwrap_or_else(|p| p.into_inner()).take());
+    conclusion.exit();
 }

@@ -154,6 +154,9 @@ impl DutHandle {
             .map_err(|e| format!("{}: {e}", self.log_path.display()))?;
         let mut child = Command::new(prog)
             .args(args)
+            // The DUT's stdin stays open while the handle lives: a launcher that dies (even by
+            // SIGKILL) closes it, and softbusd --exit-on-stdin-eof then exits too.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
             .env("SOFTBUS_LOG", "debug")

@@ -26,6 +26,10 @@ struct Args {
     /// `--fault none` runs without a fault.
     #[arg(long)]
     fault: Option<String>,
+    /// Exit when standard input reaches end of file: a launcher that dies takes the daemon
+    /// with it (the conformance harness uses this for virtual DUTs).
+    #[arg(long)]
+    exit_on_stdin_eof: bool,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `softbus=debug`.
     #[arg(long, default_value = "info", env = "SOFTBUS_LOG")]
     log: String,
@@ -77,7 +81,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shutdown = async {
+    let exit_on_eof = args.exit_on_stdin_eof;
+    let shutdown = async move {
+        let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
+        if exit_on_eof {
+            std::thread::spawn(move || {
+                let mut sink = [0u8; 256];
+                while matches!(std::io::Read::read(&mut std::io::stdin(), &mut sink), Ok(n) if n > 0) {}
+                let _ = eof_tx.send(());
+            });
+        } else {
+            std::mem::forget(eof_tx);
+        }
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,
@@ -86,6 +101,7 @@ fn main() -> ExitCode {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            _ = eof_rx => tracing::info!("standard input closed: exiting"),
         }
     };
     match rt.block_on(softbus::daemon::run(cfg, faults, shutdown)) {
