@@ -1,0 +1,24 @@
+//! `cargo xtask bench [ARGS]`: the reference implementation's latency and throughput over
+//! loopback UDP, each next to raw UDP doing the same work.
+//!
+//! Runs `cargo run --release -p softbus --example bench -- ARGS`
+//! (`reference-impl/examples/bench.rs`; `cargo xtask bench --help` shows its options) and
+//! passes its exit status on. It needs no system prerequisites.
+
+/// Run the bench example in release mode with `args`.
+pub fn run(args: &[String]) -> anyhow::Result<u8> {
+    crate::cargo::run(
+        crate::cargo::cargo()
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "softbus",
+                "--example",
+                "bench",
+                "--",
+            ])
+            .args(args),
+    )
+}

@@ -1,0 +1,82 @@
+//! Running cargo from xtask: the workspace root, the cargo binary, and exit statuses passed on
+//! exactly.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+
+use anyhow::Context;
+
+/// The workspace root (the parent of `xtask/`).
+pub fn root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
+
+/// A `cargo` command (the one running xtask, if known) in the workspace root.
+pub fn cargo() -> Command {
+    let bin = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Run `cmd` with inherited stdio and return its exit status.
+pub fn status(cmd: &mut Command) -> anyhow::Result<ExitStatus> {
+    cmd.status()
+        .with_context(|| format!("could not start {:?}", cmd.get_program()))
+}
+
+/// The exit code to pass on for `status`: its own code, or 2 when a signal ended it (the
+/// command did not reach a verdict, which the kit reports as an error).
+pub fn exit_code(status: ExitStatus) -> u8 {
+    status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .unwrap_or(2)
+}
+
+/// Run `cmd` and return the exit code to pass on.
+pub fn run(cmd: &mut Command) -> anyhow::Result<u8> {
+    Ok(exit_code(status(cmd)?))
+}
+
+/// `cargo run --quiet --release -p softbus-conformance --bin BIN -- ARGS`, status passed on.
+pub fn run_conformance_bin(bin: &str, args: &[String]) -> anyhow::Result<u8> {
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "softbus-conformance",
+            "--bin",
+            bin,
+            "--",
+        ])
+        .args(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_the_workspace() {
+        assert!(root().join("Cargo.toml").is_file());
+        assert!(root().join("xtask").is_dir());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn exit_codes_pass_through_and_signals_are_errors() {
+        use std::os::unix::process::ExitStatusExt;
+        for code in [0u8, 1, 2] {
+            assert_eq!(exit_code(ExitStatus::from_raw(i32::from(code) << 8)), code);
+        }
+        // Killed by SIGKILL: no exit code.
+        assert_eq!(exit_code(ExitStatus::from_raw(9)), 2);
+    }
+}
