@@ -1,6 +1,7 @@
 //! System prerequisites shared by the commands that build or run the harness: the Debian
 //! packages `libpcap-dev` (the `pcap` crate links libpcap), `tshark` (capture checks and the
-//! Wireshark dissector) and `pkg-config` (finds libpcap at build time).
+//! Wireshark dissector), `pkg-config` (finds libpcap at build time) and `libcoap3-bin` (an
+//! off-the-shelf CoAP client for the discovery interop test).
 //!
 //! When one is missing and xtask runs as root (`id -u` is 0, as in CI), it runs
 //! `apt-get update` and `apt-get install -y ...` with `DEBIAN_FRONTEND=noninteractive`. As any
@@ -46,6 +47,10 @@ pub const PREREQUISITES: &[Prerequisite] = &[
     Prerequisite {
         package: "pkg-config",
         probe: Probe::Command("pkg-config"),
+    },
+    Prerequisite {
+        package: "libcoap3-bin",
+        probe: Probe::Command("coap-client-notls"),
     },
 ];
 
@@ -214,7 +219,7 @@ mod tests {
     #[test]
     fn the_prerequisites_are_the_debian_packages_the_harness_needs() {
         let names: Vec<_> = PREREQUISITES.iter().map(|p| p.package).collect();
-        assert_eq!(names, ["libpcap-dev", "tshark", "pkg-config"]);
+        assert_eq!(names, ["libpcap-dev", "tshark", "pkg-config", "libcoap3-bin"]);
     }
 
     #[test]
