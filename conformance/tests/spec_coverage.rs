@@ -24,7 +24,17 @@ fn case_ids_are_unique_and_well_formed() {
     ids.dedup();
     assert_eq!(ids.len(), n, "duplicate case IDs");
     for c in &cases {
-        assert!(c.id.starts_with("SB-") && c.id.len() >= 10, "{}", c.id);
+        let parts: Vec<&str> = c.id.split('-').collect();
+        assert!(
+            parts.len() == 3
+                && parts[0] == "SB"
+                && !parts[1].is_empty()
+                && parts[1].bytes().all(|b| b.is_ascii_uppercase())
+                && parts[2].len() == 3
+                && parts[2].bytes().all(|b| b.is_ascii_digit()),
+            "case ID {} is not SB-<SECTION>-NNN",
+            c.id
+        );
         assert!(!c.requirements.is_empty(), "{} names no requirement", c.id);
         assert!(softbus_harness::pics::Expr::parse(c.pics).is_ok(), "{}: bad PICS {}", c.id, c.pics);
     }

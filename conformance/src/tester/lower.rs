@@ -258,6 +258,17 @@ impl LowerTester {
     /// Run a Noise XX handshake as initiator. `prologue` overrides the spec's prologue (to test
     /// version binding); `tamper_hs3` flips a bit of HANDSHAKE_3.
     pub fn handshake_with(&mut self, prologue: Option<&[u8]>, tamper_hs3: bool) -> Result<Result<SecureConn, Code>, StepError> {
+        self.handshake_opts(&HsOpts {
+            prologue: prologue.map(<[u8]>::to_vec),
+            tamper_hs3,
+            ..HsOpts::default()
+        })
+    }
+
+    /// Run a Noise XX handshake as initiator with every knob of [`HsOpts`]. `Ok(Err(code))` when
+    /// the DUT answered with HANDSHAKE_REJECT; a timeout while waiting for the DUT's first
+    /// RECORD is a [`StepError::Timeout`].
+    pub fn handshake_opts(&mut self, o: &HsOpts) -> Result<Result<SecureConn, Code>, StepError> {
         let local_id = self.random_u32();
         let mut eph = [0u8; 32];
         self.rng.fill_bytes(&mut eph);
@@ -266,7 +277,7 @@ impl LowerTester {
             .map_err(|_| StepError::Unexpected("noise params".into()))?;
         let mut hs = snow::Builder::new(params)
             .local_private_key(self.identity.secret())
-            .prologue(prologue.unwrap_or(crypto::PROLOGUE))
+            .prologue(o.prologue.as_deref().unwrap_or(crypto::PROLOGUE))
             .fixed_ephemeral_key_for_testing_only(&eph)
             .build_initiator()
             .map_err(|e| StepError::Unexpected(format!("noise: {e}")))?;
@@ -274,13 +285,14 @@ impl LowerTester {
         let n = hs
             .write_message(&[], &mut buf)
             .map_err(|e| StepError::Unexpected(format!("noise: {e}")))?;
-        self.send_frame(&Frame {
+        let hs1 = Frame {
             conn_id: 0,
             body: Body::Handshake1 {
                 sender_conn_id: local_id,
                 noise: buf[..n].to_vec(),
             },
-        })?;
+        };
+        self.send_frame(&hs1)?;
         let t = self.timeout;
         let f = self.expect_frame(t, "HANDSHAKE_2 or HANDSHAKE_REJECT", |f| {
             f.conn_id == local_id && matches!(f.body, Body::Handshake2 { .. } | Body::HandshakeReject { .. })
@@ -293,6 +305,14 @@ impl LowerTester {
             } => (sender_conn_id, noise),
             _ => return Err(StepError::Unexpected("unreachable frame".into())),
         };
+        if o.repeat_hs1 {
+            // The DUT must answer a repeated HANDSHAKE_1 with the same HANDSHAKE_2 (the case
+            // reads both from the trace); not getting one is for the case to judge.
+            self.send_frame(&hs1)?;
+            let _ = self.expect_frame(t, "a second HANDSHAKE_2", |f| {
+                f.conn_id == local_id && matches!(f.body, Body::Handshake2 { .. })
+            });
+        }
         let mut payload = [0u8; 1024];
         let n = hs
             .read_message(&noise, &mut payload)
@@ -303,16 +323,12 @@ impl LowerTester {
             .get_remote_static()
             .and_then(|k| k.try_into().ok())
             .ok_or_else(|| StepError::Unexpected("no remote static key".into()))?;
-        let my_hello = encode_hello(&Hello {
-            hb_ms: 1000,
-            max_frame: self.mtu as u16,
-            name: "softbus-tester".into(),
-        });
+        let my_hello = o.hello.clone().unwrap_or_else(|| self.hello());
         let n = hs
             .write_message(&my_hello, &mut buf)
             .map_err(|e| StepError::Unexpected(format!("noise: {e}")))?;
         let mut hs3 = buf[..n].to_vec();
-        if tamper_hs3 {
+        if o.tamper_hs3 {
             if let Some(b) = hs3.last_mut() {
                 *b ^= 0x01;
             }
@@ -321,6 +337,9 @@ impl LowerTester {
             conn_id: remote_id,
             body: Body::Handshake3 { noise: hs3 },
         };
+        if let Some(d) = o.hs3_delay {
+            std::thread::sleep(d);
+        }
         self.send_frame(&hs3_frame)?;
         // The responder answers a completed handshake with a HEARTBEAT record (or rejects it):
         // wait for either before calling the connection established.
@@ -331,32 +350,10 @@ impl LowerTester {
             return Ok(Err(code));
         }
         let (k_i2r, k_r2i) = hs.dangerously_get_raw_split();
-        let sock = self.sock.try_clone()?;
-        Ok(Ok(SecureConn {
-            preload: VecDeque::from([first.to_vec()]),
-            sock,
-            dut: self.dut,
-            local_id,
-            remote_id,
-            tx: RecordKey::new(k_i2r),
-            rx: RecordKey::new(k_r2i),
-            rx_prev: None,
-            tx_seq: 0,
-            replay: ReplayWindow::default(),
-            next_rseq: 1,
-            rx_next: 1,
-            rx_buf: BTreeMap::new(),
-            inbox: VecDeque::new(),
-            unacked: BTreeMap::new(),
-            records: Vec::new(),
-            dut_static,
-            dut_hello: hello,
-            mtu: self.mtu,
-            next_session: 2,
-            auto_ack: true,
-            timeout: self.timeout,
-            hs3: Some(hs3_frame.to_vec()),
-        }))
+        let mut conn = self.secure_conn(local_id, remote_id, RecordKey::new(k_i2r), RecordKey::new(k_r2i), dut_static, hello, 2)?;
+        conn.preload.push_back(first.to_vec());
+        conn.hs3 = Some(hs3_frame.to_vec());
+        Ok(Ok(conn))
     }
 
     /// A normal handshake; a rejection is an error naming the code.
@@ -366,6 +363,233 @@ impl LowerTester {
             Err(code) => Err(StepError::Unexpected(format!("DUT rejected the handshake with {code}"))),
         }
     }
+
+    /// The tester's own HELLO (heartbeat 1000 ms, `max_frame` = the tester's MTU).
+    pub fn hello(&self) -> Vec<u8> {
+        encode_hello(&Hello {
+            hb_ms: 1000,
+            max_frame: self.mtu.min(u16::MAX as usize) as u16,
+            name: "softbus-tester".into(),
+        })
+    }
+
+    /// Answer a handshake the DUT starts (after the control operation `connect`), as Noise
+    /// responder with the tester's identity: wait for HANDSHAKE_1, answer HANDSHAKE_2 (or the
+    /// rejection `o.reject_with`), then wait for HANDSHAKE_3 or HANDSHAKE_REJECT. Everything the
+    /// DUT sent is in the returned [`Accepted`]; no HANDSHAKE_1 within `o.wait_hs1` is a
+    /// [`StepError::Timeout`], while a DUT that stays silent after HANDSHAKE_2 is
+    /// `Accepted { hs3: None, reject: None, .. }` for the case to judge.
+    pub fn accept_handshake(&mut self, o: &AcceptOpts) -> Result<Accepted, StepError> {
+        let f = self.expect_frame(o.wait_hs1, "the DUT's HANDSHAKE_1", |f| matches!(f.body, Body::Handshake1 { .. }))?;
+        let hs1 = f.to_vec();
+        let hs1_at = Instant::now();
+        let Body::Handshake1 { sender_conn_id, noise } = f.body else {
+            return Err(StepError::Unexpected("unreachable frame".into()));
+        };
+        let mut out = Accepted {
+            hs1,
+            hs1_at,
+            dut_conn_id: sender_conn_id,
+            local_id: 0,
+            hs2: Vec::new(),
+            hs3: None,
+            hs3_at: None,
+            reject: None,
+            hello_raw: Vec::new(),
+            conn: None,
+        };
+        if let Some(code) = o.reject_with {
+            self.send_frame(&Frame {
+                conn_id: sender_conn_id,
+                body: Body::HandshakeReject { code },
+            })?;
+            return Ok(out);
+        }
+        let local_id = self.random_u32();
+        out.local_id = local_id;
+        let mut eph = [0u8; 32];
+        self.rng.fill_bytes(&mut eph);
+        let params = crypto::NOISE_PARAMS
+            .parse()
+            .map_err(|_| StepError::Unexpected("noise params".into()))?;
+        let mut hs = snow::Builder::new(params)
+            .local_private_key(self.identity.secret())
+            .prologue(crypto::PROLOGUE)
+            .fixed_ephemeral_key_for_testing_only(&eph)
+            .build_responder()
+            .map_err(|e| StepError::Unexpected(format!("noise: {e}")))?;
+        let mut payload = [0u8; 1024];
+        hs.read_message(&noise, &mut payload)
+            .map_err(|e| StepError::Unexpected(format!("DUT's HANDSHAKE_1 does not parse as Noise message 1: {e}")))?;
+        let my_hello = o.hello.clone().unwrap_or_else(|| self.hello());
+        let mut buf = [0u8; 1024];
+        let n = hs
+            .write_message(&my_hello, &mut buf)
+            .map_err(|e| StepError::Unexpected(format!("noise: {e}")))?;
+        let hs2 = Frame {
+            conn_id: sender_conn_id,
+            body: Body::Handshake2 {
+                sender_conn_id: local_id,
+                noise: buf[..n].to_vec(),
+            },
+        }
+        .to_vec();
+        out.hs2 = hs2.clone();
+        let mut sent = hs2;
+        if o.tamper_hs2 {
+            if let Some(b) = sent.last_mut() {
+                *b ^= 0x01;
+            }
+        }
+        self.send_raw(&sent)?;
+        let Ok(f) = self.expect_frame(o.wait_hs3, "HANDSHAKE_3 or HANDSHAKE_REJECT", |f| {
+            f.conn_id == local_id && matches!(f.body, Body::Handshake3 { .. } | Body::HandshakeReject { .. })
+        }) else {
+            return Ok(out);
+        };
+        out.hs3_at = Some(Instant::now());
+        let noise = match f.body {
+            Body::HandshakeReject { code } => {
+                out.reject = Some(code);
+                return Ok(out);
+            }
+            Body::Handshake3 { ref noise } => noise.clone(),
+            _ => return Err(StepError::Unexpected("unreachable frame".into())),
+        };
+        out.hs3 = Some(f.to_vec());
+        if o.tamper_hs2 {
+            // A DUT that answers a tampered HANDSHAKE_2 cannot be followed further.
+            return Ok(out);
+        }
+        let n = hs
+            .read_message(&noise, &mut payload)
+            .map_err(|e| StepError::Unexpected(format!("DUT's HANDSHAKE_3 does not verify: {e}")))?;
+        out.hello_raw = payload[..n].to_vec();
+        let hello = parse_hello(&payload[..n]).unwrap_or(Hello {
+            hb_ms: 0,
+            max_frame: 0,
+            name: String::new(),
+        });
+        let dut_static: [u8; 32] = hs
+            .get_remote_static()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| StepError::Unexpected("no remote static key".into()))?;
+        let (k_i2r, k_r2i) = hs.dangerously_get_raw_split();
+        let mut conn = self.secure_conn(local_id, sender_conn_id, RecordKey::new(k_r2i), RecordKey::new(k_i2r), dut_static, hello, 1)?;
+        if o.first_record {
+            conn.send(MsgBody::Heartbeat, false)?;
+        }
+        out.conn = Some(conn);
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn secure_conn(
+        &self,
+        local_id: u32,
+        remote_id: u32,
+        tx: RecordKey,
+        rx: RecordKey,
+        dut_static: [u8; 32],
+        dut_hello: Hello,
+        next_session: u32,
+    ) -> Result<SecureConn, StepError> {
+        Ok(SecureConn {
+            preload: VecDeque::new(),
+            sock: self.sock.try_clone()?,
+            dut: self.dut,
+            local_id,
+            remote_id,
+            tx,
+            rx,
+            rx_prev: None,
+            tx_seq: 0,
+            replay: ReplayWindow::default(),
+            next_rseq: 1,
+            rx_next: 1,
+            rx_buf: BTreeMap::new(),
+            inbox: VecDeque::new(),
+            unacked: BTreeMap::new(),
+            records: Vec::new(),
+            non_records: Vec::new(),
+            dut_static,
+            dut_hello,
+            mtu: self.mtu,
+            next_session,
+            auto_ack: true,
+            timeout: self.timeout,
+            hs3: None,
+        })
+    }
+}
+
+/// Knobs of [`LowerTester::handshake_opts`] (the tester as initiator).
+#[derive(Debug, Clone, Default)]
+pub struct HsOpts {
+    /// Noise prologue instead of the spec's `"SoftBus/1" || 0x01`.
+    pub prologue: Option<Vec<u8>>,
+    /// Flip a bit of the Noise message in HANDSHAKE_3.
+    pub tamper_hs3: bool,
+    /// HELLO payload (raw bytes, possibly malformed) instead of the tester's own.
+    pub hello: Option<Vec<u8>>,
+    /// Send HANDSHAKE_1 a second time, byte for byte, after the first HANDSHAKE_2.
+    pub repeat_hs1: bool,
+    /// Wait this long before sending HANDSHAKE_3.
+    pub hs3_delay: Option<Duration>,
+}
+
+/// Knobs of [`LowerTester::accept_handshake`] (the tester as responder).
+#[derive(Debug, Clone)]
+pub struct AcceptOpts {
+    /// How long to wait for the DUT's HANDSHAKE_1.
+    pub wait_hs1: Duration,
+    /// How long to wait for HANDSHAKE_3 or HANDSHAKE_REJECT after HANDSHAKE_2.
+    pub wait_hs3: Duration,
+    /// HELLO payload (raw bytes, possibly malformed) instead of the tester's own.
+    pub hello: Option<Vec<u8>>,
+    /// Flip a bit of the Noise message in HANDSHAKE_2 (the genuine one is in [`Accepted::hs2`]).
+    pub tamper_hs2: bool,
+    /// Answer HANDSHAKE_1 with a HANDSHAKE_REJECT carrying this code instead of HANDSHAKE_2.
+    pub reject_with: Option<Code>,
+    /// Send the responder's first RECORD (a HEARTBEAT) once HANDSHAKE_3 verified.
+    pub first_record: bool,
+}
+
+impl Default for AcceptOpts {
+    fn default() -> AcceptOpts {
+        AcceptOpts {
+            wait_hs1: Duration::from_secs(5),
+            wait_hs3: Duration::from_secs(2),
+            hello: None,
+            tamper_hs2: false,
+            reject_with: None,
+            first_record: true,
+        }
+    }
+}
+
+/// What happened in a handshake the DUT initiated ([`LowerTester::accept_handshake`]).
+pub struct Accepted {
+    /// The DUT's HANDSHAKE_1, raw.
+    pub hs1: Vec<u8>,
+    /// When it arrived.
+    pub hs1_at: Instant,
+    /// The DUT's connection ID (sender conn_id of HANDSHAKE_1).
+    pub dut_conn_id: u32,
+    /// The tester's connection ID (0 when the tester rejected HANDSHAKE_1).
+    pub local_id: u32,
+    /// The genuine HANDSHAKE_2 the tester built (raw; empty when it rejected HANDSHAKE_1).
+    pub hs2: Vec<u8>,
+    /// The DUT's HANDSHAKE_3, raw, if one came.
+    pub hs3: Option<Vec<u8>>,
+    /// When the DUT's HANDSHAKE_3 or HANDSHAKE_REJECT arrived.
+    pub hs3_at: Option<Instant>,
+    /// The code of the DUT's HANDSHAKE_REJECT, if it sent one.
+    pub reject: Option<Code>,
+    /// The DUT's HELLO (Noise payload of HANDSHAKE_3), raw.
+    pub hello_raw: Vec<u8>,
+    /// The connection, when HANDSHAKE_3 verified.
+    pub conn: Option<SecureConn>,
 }
 
 /// One record as it crossed the wire, decrypted where possible.
@@ -407,6 +631,9 @@ pub struct SecureConn {
     unacked: BTreeMap<u32, (Vec<u8>, Instant)>,
     /// Every record received from the DUT (for nonce and plaintext checks).
     pub records: Vec<RecordSeen>,
+    /// Every other datagram the DUT sent to the connection's socket (not a RECORD for this
+    /// connection, or not a frame at all), raw: nothing but handshake frames belongs here.
+    pub non_records: Vec<Vec<u8>>,
     /// The DUT's static key.
     pub dut_static: [u8; 32],
     /// The DUT's HELLO.
@@ -543,12 +770,15 @@ impl SecureConn {
             return Ok(false);
         };
         let Ok(frame) = Frame::parse(&raw) else {
+            self.non_records.push(raw);
             return Ok(true);
         };
         let Body::Record { epoch, seq, ciphertext } = &frame.body else {
+            self.non_records.push(raw);
             return Ok(true);
         };
         if frame.conn_id != self.local_id {
+            self.non_records.push(raw);
             return Ok(true);
         }
         let key = if *epoch == self.rx.epoch {
@@ -785,8 +1015,42 @@ impl SecureConn {
         self.tx = self.tx.rekeyed();
     }
 
+    /// Move the connection to a new UDP socket bound to `local` (port 0: any), as a peer that
+    /// changes address or link does (spec 12.4); frames still queued on the old socket are lost.
+    /// Returns the new local address.
+    pub fn rebind(&mut self, local: SocketAddr) -> Result<SocketAddr, StepError> {
+        let sock = UdpSocket::bind(local)?;
+        let addr = sock.local_addr()?;
+        self.sock = sock;
+        Ok(addr)
+    }
+
     /// Messages still waiting in the inbox.
     pub fn inbox(&self) -> impl Iterator<Item = &Message> {
         self.inbox.iter()
+    }
+
+    /// The next reliable sequence number the tester expects from the DUT.
+    pub fn rx_next(&self) -> u32 {
+        self.rx_next
+    }
+
+    /// Acknowledge everything received in order so far (for cases that set `auto_ack` off);
+    /// returns the `next_expected` sent.
+    pub fn ack_now(&mut self) -> Result<u32, StepError> {
+        let ack = self.rx_next;
+        self.send(MsgBody::Ack { next_expected: ack }, false)?;
+        Ok(ack)
+    }
+
+    /// Forget the reliable messages the tester would retransmit (for cases that number
+    /// messages themselves and must not be disturbed by retransmissions).
+    pub fn forget_unacked(&mut self) {
+        self.unacked.clear();
+    }
+
+    /// The tester's local address of this connection.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.sock.local_addr().ok()
     }
 }

@@ -142,6 +142,7 @@ impl Upper {
     pub fn write_line(&mut self, line: &str) -> Result<(), StepError> {
         self.transcript.push(format!("-> {line}"));
         writeln!(self.writer, "{line}")?;
+        self.writer.flush()?;
         Ok(())
     }
 
@@ -157,7 +158,14 @@ impl Upper {
                 self.transcript.push(format!("<- {}", line.trim_end()));
                 Ok(Some(line))
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e.into()),
         }
     }
