@@ -5,7 +5,9 @@
 //! - [`verdict`]: ISO/IEC 9646 verdicts and the per-case outcome accumulator;
 //! - [`timing`]: a log-linear latency histogram;
 //! - [`report`]: the versioned run report and its JSON, JUnit, HTML and JSONL writers;
-//! - [`capture`]: packet capture to pcap files, and UDP payload extraction.
+//! - [`capture`]: packet capture to pcap files, and UDP payload extraction;
+//! - [`znp`]: the TI Z-Stack MT protocol over serial: codec, host driver and a virtual
+//!   coordinator, through which the harness reaches Zigbee devices.
 //!
 //! **Architecture Invariant:** nothing here knows the SoftBus protocol; the harness judges bytes
 //! on the wire and never calls the reference implementation's state machines.
@@ -16,3 +18,4 @@ pub mod report;
 pub mod rig;
 pub mod timing;
 pub mod verdict;
+pub mod znp;

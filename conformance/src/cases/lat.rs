@@ -36,7 +36,7 @@ pub fn cases() -> Vec<Case> {
     vec![
         Case {
             id: "SB-LAT-001",
-            title: "echoes 64-byte messages on a message session, every one delivered (round-trip latency measured)",
+            title: "echoes 64-byte messages on a message session, each delivered, p99 round trip within the latency bound",
             requirements: &["SESS-16", "SESS-22", "SESS-23"],
             pics: "SESS_MESSAGE",
             pixit: &["latency_samples", "latency_bound_ms"],
@@ -45,7 +45,7 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             id: "SB-LAT-002",
-            title: "echoes 64-byte messages on a bytes session, every one delivered (round-trip latency measured)",
+            title: "echoes 64-byte messages on a bytes session, each delivered, p99 round trip within the latency bound",
             requirements: &["SESS-16", "SESS-22", "SESS-23"],
             pics: "SESS_BYTES",
             pixit: &["latency_samples", "latency_bound_ms"],
@@ -54,7 +54,7 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             id: "SB-LAT-003",
-            title: "echoes 64-byte messages on a stream session with increasing msg_ids (round-trip latency and loss measured)",
+            title: "echoes 64-byte messages on a stream session, p99 round trip within the latency bound (loss counted)",
             requirements: &["SESS-22", "SESS-10", "SESS-23"],
             pics: "SESS_STREAM",
             pixit: &["latency_samples", "latency_bound_ms"],
