@@ -26,7 +26,7 @@ pub fn cases() -> Vec<Case> {
         Case {
             id: "SB-PAIR-001",
             title: "pairs with the right PIN and pins the tester's key",
-            requirements: &["PAIR-2", "PAIR-4", "PAIR-9"],
+            requirements: &["PAIR-1", "PAIR-2", "PAIR-4", "PAIR-9"],
             pics: "PAIR_PIN",
             pixit: &["pin"],
             transport: "udp",
@@ -53,7 +53,7 @@ pub fn cases() -> Vec<Case> {
         Case {
             id: "SB-PAIR-004",
             title: "refuses pairing without a PIN and uses a fresh SPAKE2 scalar per attempt",
-            requirements: &["PAIR-3", "PAIR-5"],
+            requirements: &["PAIR-1", "PAIR-3", "PAIR-5"],
             pics: "PAIR_PIN",
             pixit: &["pin"],
             transport: "udp",
@@ -67,6 +67,42 @@ pub fn cases() -> Vec<Case> {
             pixit: &["pin"],
             transport: "udp",
             run: repeated_request_same_answer,
+        },
+        Case {
+            id: "SB-PAIR-006",
+            title: "refuses an invalid SPAKE2 message with PAIRING_FAILED without counting it toward the lockout",
+            requirements: &["PAIR-6"],
+            pics: "PAIR_PIN",
+            pixit: &["pin"],
+            transport: "udp",
+            run: invalid_spake_message_refused,
+        },
+        Case {
+            id: "SB-PAIR-007",
+            title: "counts an abandoned pairing as a failure, so unconfirmed requests cannot bypass the lockout",
+            requirements: &["PAIR-8", "PAIR-11"],
+            pics: "PAIR_PIN",
+            pixit: &["pin", "lockout_ms"],
+            transport: "udp",
+            run: abandoned_pairings_count,
+        },
+        Case {
+            id: "SB-PAIR-008",
+            title: "as initiator, sends no PAIR_CONFIRM when the responder's confirmation is wrong",
+            requirements: &["PAIR-14"],
+            pics: "PAIR_PIN && CTRL",
+            pixit: &["pin"],
+            transport: "udp",
+            run: initiator_checks_confirm_b,
+        },
+        Case {
+            id: "SB-PAIR-009",
+            title: "as initiator, pins the responder only after a PAIR_RESULT with a valid MAC",
+            requirements: &["PAIR-15", "PAIR-2"],
+            pics: "PAIR_PIN && CTRL",
+            pixit: &["pin"],
+            transport: "udp",
+            run: initiator_checks_result_mac,
         },
     ]
 }
@@ -275,4 +311,320 @@ fn repeated_request_same_answer(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     }
     ctx.pass();
     Ok(())
+}
+
+fn invalid_spake_message_refused(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+    ctx.fresh_dut()?;
+    let mut lt = ctx.lower()?;
+    let t = lt.timeout;
+    // More invalid requests than the lockout threshold: none of them may count.
+    let bad_point = invalid_element()
+        .ok_or_else(|| StepError::Unexpected("no invalid Ed25519 encoding found".into()))?;
+    let mut wrong_side = bad_point;
+    wrong_side[0] = 0x42;
+    let mut wrong_side_good_point = bad_point;
+    wrong_side_good_point[0] = 0x00;
+    for (i, spake_msg) in [bad_point, wrong_side, wrong_side_good_point, bad_point]
+        .into_iter()
+        .enumerate()
+    {
+        let pairing_id = 0x6000 + i as u32;
+        lt.send_frame(&Frame {
+            conn_id: 0,
+            body: Body::PairRequest {
+                pairing_id,
+                static_key: *lt.identity.public(),
+                spake_msg,
+            },
+        })?;
+        let r = lt.expect_frame(t, "an answer to an invalid PAIR_REQUEST", |f| {
+            matches!(&f.body, Body::PairResult { pairing_id: p, .. } | Body::PairResponse { pairing_id: p, .. } if *p == pairing_id)
+        });
+        match r {
+            Ok(Frame {
+                body: Body::PairResult { status, mac, .. },
+                ..
+            }) => {
+                ctx.check(
+                    "PAIR-6",
+                    status == Code::PairingFailed,
+                    "PAIR_RESULT PAIRING_FAILED",
+                    status.to_string(),
+                );
+                ctx.check("PAIR-6", mac == [0u8; 32], "a zero mac", hex::encode(mac));
+            }
+            Ok(other) => {
+                ctx.check(
+                    "PAIR-6",
+                    false,
+                    "PAIR_RESULT PAIRING_FAILED",
+                    format!("{:?}", other.frame_type()),
+                );
+            }
+            Err(e) => {
+                ctx.check("PAIR-6", false, "PAIR_RESULT PAIRING_FAILED", e.to_string());
+            }
+        }
+    }
+    let pin = ctx.pixit.pin.clone();
+    let out = lt.pair(&pin, false)?;
+    ctx.check(
+        "PAIR-6",
+        out.status == Code::Ok,
+        "pairing still works: invalid requests are not lockout failures",
+        out.status.to_string(),
+    );
+    ctx.pass();
+    Ok(())
+}
+
+fn abandoned_pairings_count(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+    ctx.fresh_dut()?;
+    let mut lt = ctx.lower()?;
+    let pin = ctx.pixit.pin.clone();
+    let t = lt.timeout;
+    // Four right-PIN requests never confirmed: each new one abandons the pending one, and the
+    // third abandonment starts the lockout, so the fourth request is refused.
+    let mut last = None;
+    for i in 0..4u32 {
+        let (_, msg_a) = softbus::crypto::spake2_start_a(&pin, rand::thread_rng());
+        let Ok(spake_msg) = <[u8; 33]>::try_from(msg_a.as_slice()) else {
+            return Err(StepError::Unexpected("SPAKE2 message length".into()));
+        };
+        let pairing_id = 0x7000 + i;
+        lt.send_frame(&Frame {
+            conn_id: 0,
+            body: Body::PairRequest {
+                pairing_id,
+                static_key: *lt.identity.public(),
+                spake_msg,
+            },
+        })?;
+        let f = lt.expect_frame(t, "PAIR_RESPONSE or PAIR_RESULT", |f| {
+            matches!(&f.body, Body::PairResult { pairing_id: p, .. } | Body::PairResponse { pairing_id: p, .. } if *p == pairing_id)
+        })?;
+        last = Some(f);
+    }
+    let status = match last.map(|f| f.body) {
+        Some(Body::PairResult { status, .. }) => status.to_string(),
+        Some(Body::PairResponse { .. }) => "PAIR_RESPONSE (no lockout)".to_string(),
+        _ => "nothing".to_string(),
+    };
+    ctx.check(
+        "PAIR-8",
+        status == Code::RateLimited.to_string(),
+        "RATE_LIMITED for the 4th request after 3 abandoned pairings",
+        status,
+    );
+    ctx.pass();
+    Ok(())
+}
+
+/// The DUT pairs with the tester (control `pair`); the tester answers as responder and lets
+/// `respond` decide what to send. Returns the DUT's PAIR_REQUEST context.
+struct Responder {
+    pairing_id: u32,
+    dut_key: [u8; 32],
+    msg_a: Vec<u8>,
+}
+
+fn dut_pairs_with_tester(
+    ctx: &mut Ctx<'_>,
+    lt: &mut crate::tester::lower::LowerTester,
+) -> Result<Option<Responder>, StepError> {
+    let addr = format!("udp:{}", lt.local_addr());
+    let pin = ctx.pixit.pin.clone();
+    ctx.upper()?
+        .call(json!({"op": "pair", "addr": addr, "pin": pin}))?;
+    let t = lt.timeout;
+    let f = lt.expect_frame(t, "the DUT's PAIR_REQUEST", |f| {
+        matches!(f.body, Body::PairRequest { .. })
+    })?;
+    let Body::PairRequest {
+        pairing_id,
+        static_key,
+        spake_msg,
+    } = f.body
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Responder {
+        pairing_id,
+        dut_key: static_key,
+        msg_a: spake_msg.to_vec(),
+    }))
+}
+
+fn respond(
+    lt: &mut crate::tester::lower::LowerTester,
+    pin: &str,
+    r: &Responder,
+    corrupt_confirm: bool,
+) -> Result<softbus::crypto::PairingTranscript, StepError> {
+    let (spake, msg_b) = softbus::crypto::spake2_start_b(pin, rand::thread_rng());
+    let key = spake.finish(&r.msg_a).map_err(|e| {
+        StepError::Unexpected(format!("the DUT's SPAKE2 message A is invalid: {e:?}"))
+    })?;
+    let tr = softbus::crypto::PairingTranscript::new(
+        key,
+        &r.dut_key,
+        lt.identity.public(),
+        &r.msg_a,
+        &msg_b,
+    );
+    let mut confirm = tr.responder_confirm();
+    if corrupt_confirm {
+        confirm[0] ^= 0x80;
+    }
+    let Ok(spake_msg) = <[u8; 33]>::try_from(msg_b.as_slice()) else {
+        return Err(StepError::Unexpected("SPAKE2 message length".into()));
+    };
+    lt.send_frame(&Frame {
+        conn_id: 0,
+        body: Body::PairResponse {
+            pairing_id: r.pairing_id,
+            static_key: *lt.identity.public(),
+            spake_msg,
+            confirm,
+        },
+    })?;
+    Ok(tr)
+}
+
+fn initiator_checks_confirm_b(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+    ctx.fresh_dut()?;
+    let mut lt = ctx.lower()?;
+    let Some(r) = dut_pairs_with_tester(ctx, &mut lt)? else {
+        return Ok(());
+    };
+    let pin = ctx.pixit.pin.clone();
+    respond(&mut lt, &pin, &r, true)?;
+    let t = lt.timeout;
+    let f = lt.expect_frame(t, "PAIR_RESULT or PAIR_CONFIRM", |f| {
+        matches!(&f.body, Body::PairConfirm { pairing_id: p, .. } | Body::PairResult { pairing_id: p, .. } if *p == r.pairing_id)
+    });
+    match f {
+        Ok(Frame {
+            body: Body::PairResult { status, mac, .. },
+            ..
+        }) => {
+            ctx.check(
+                "PAIR-14",
+                status == Code::PairingFailed,
+                "PAIR_RESULT PAIRING_FAILED",
+                status.to_string(),
+            );
+            ctx.check("PAIR-14", mac == [0u8; 32], "a zero mac", hex::encode(mac));
+        }
+        Ok(_) => {
+            ctx.check(
+                "PAIR-14",
+                false,
+                "no PAIR_CONFIRM after a wrong confirm_B",
+                "PAIR_CONFIRM sent",
+            );
+        }
+        Err(e) => {
+            ctx.check(
+                "PAIR-14",
+                false,
+                "PAIR_RESULT PAIRING_FAILED",
+                e.to_string(),
+            );
+        }
+    }
+    let me = lt.identity.device_id().to_hex();
+    let st = ctx.upper()?.state()?;
+    let pinned = st["pinned"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|p| p == &json!(me)));
+    ctx.check("PAIR-14", !pinned, "the tester not pinned", "pinned");
+    ctx.pass();
+    Ok(())
+}
+
+fn initiator_checks_result_mac(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+    ctx.fresh_dut()?;
+    let mut lt = ctx.lower()?;
+    let Some(r) = dut_pairs_with_tester(ctx, &mut lt)? else {
+        return Ok(());
+    };
+    let pin = ctx.pixit.pin.clone();
+    let tr = respond(&mut lt, &pin, &r, false)?;
+    let t = lt.timeout;
+    let confirm = ctx.must(
+        "PAIR-2",
+        "PAIR_CONFIRM after a correct confirm_B",
+        lt.expect_frame(
+            t,
+            "PAIR_CONFIRM",
+            |f| matches!(&f.body, Body::PairConfirm { pairing_id: p, .. } if *p == r.pairing_id),
+        ),
+    );
+    let Some(Frame {
+        body: Body::PairConfirm { confirm, .. },
+        ..
+    }) = confirm
+    else {
+        return Ok(());
+    };
+    ctx.check(
+        "PAIR-2",
+        softbus::crypto::ct_eq(&confirm, &tr.initiator_confirm()),
+        "confirm_A as in 5.2",
+        hex::encode(confirm),
+    );
+    // A forged OK: wrong MAC. The DUT must not pin us and must keep waiting.
+    lt.send_frame(&Frame {
+        conn_id: 0,
+        body: Body::PairResult {
+            pairing_id: r.pairing_id,
+            status: Code::Ok,
+            mac: [0x11; 32],
+        },
+    })?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let me = lt.identity.device_id().to_hex();
+    let st = ctx.upper()?.state()?;
+    let pinned = st["pinned"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|p| p == &json!(me)));
+    ctx.check(
+        "PAIR-15",
+        !pinned,
+        "not pinned after a PAIR_RESULT OK with a wrong mac",
+        "pinned",
+    );
+    // The genuine result still completes the pairing.
+    lt.send_frame(&Frame {
+        conn_id: 0,
+        body: Body::PairResult {
+            pairing_id: r.pairing_id,
+            status: Code::Ok,
+            mac: tr.result_mac(0),
+        },
+    })?;
+    let paired = ctx.upper()?.wait_event(t, "paired", |e| {
+        e["type"] == json!("paired") && e["peer"] == json!(me)
+    });
+    ctx.check(
+        "PAIR-15",
+        paired.is_ok(),
+        "paired after the genuine PAIR_RESULT",
+        format!("{:?}", paired.err()),
+    );
+    ctx.pass();
+    Ok(())
+}
+
+/// A side-A message (0x41 || 32 bytes) whose point does not decode to a group element, as judged
+/// by the SPAKE2 library itself: the first small y-coordinate that is not on the curve.
+fn invalid_element() -> Option<[u8; 33]> {
+    (2u8..=255).find_map(|y| {
+        let mut m = [0u8; 33];
+        m[0] = 0x41;
+        m[1] = y;
+        let (b, _) = softbus::crypto::spake2_start_b("000000", rand::thread_rng());
+        b.finish(&m).is_err().then_some(m)
+    })
 }
