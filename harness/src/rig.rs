@@ -1668,6 +1668,7 @@ DISC_COAP = true
                 "/bin/softbusd",
                 "--config",
                 "/tmp/w/config.toml",
+                "--exit-on-stdin-eof",
                 "--fault",
                 "accept-replay"
             ]
@@ -1675,7 +1676,12 @@ DISC_COAP = true
         vars.fault = None;
         assert_eq!(
             dut.launch_command(&vars).unwrap(),
-            ["/bin/softbusd", "--config", "/tmp/w/config.toml"]
+            [
+                "/bin/softbusd",
+                "--config",
+                "/tmp/w/config.toml",
+                "--exit-on-stdin-eof"
+            ]
         );
         let config = dut
             .launch_config(&vars)
