@@ -6,11 +6,13 @@
 //! - [`timing`]: a log-linear latency histogram;
 //! - [`report`]: the versioned run report and its JSON, JUnit, HTML and JSONL writers;
 //! - [`capture`]: packet capture to pcap files, and UDP payload extraction;
-//! - [`znp`]: the TI Z-Stack MT protocol over serial: codec, host driver and a virtual
-//!   coordinator, through which the harness reaches Zigbee devices.
+//! - [`znp`]: a virtual Z-Stack coordinator on a PTY with legacy ZCL devices behind it (it
+//!   speaks the MT codec of `softbus::link::znp`), which a rig can launch beside a DUT.
 //!
 //! **Architecture Invariant:** nothing here knows the SoftBus protocol; the harness judges bytes
-//! on the wire and never calls the reference implementation's state machines.
+//! on the wire and never calls the reference implementation's state machines. It borrows only
+//! the reference's protocol-neutral Zigbee codec (`softbus::link::znp`), so the emulator and the
+//! bridge read the same bytes the same way.
 
 pub mod capture;
 pub mod pics;

@@ -48,9 +48,11 @@ pub const DEFAULT_DISCOVERY_PORT: u16 = 5683;
 /// The default serial baud rate.
 pub const DEFAULT_BAUD: u32 = 115_200;
 
-/// Placeholders a launch command or config template may use.
+/// Placeholders a launch command or config template may use, besides the fields of helper
+/// announcements (`{<helper>_<field>}`, see [`Helper`]).
 pub const PLACEHOLDERS: &[&str] = &[
     "softbusd",
+    "znp_emulator",
     "config",
     "fault",
     "workdir",
@@ -248,12 +250,88 @@ pub struct Launch {
     /// `{{` and `}}` are literal braces. With no fault selected, an argument containing
     /// `{fault}` is dropped, and so is an option (`-x`/`--x`) right before a bare `{fault}`.
     pub command: Vec<String>,
+    /// `[[dut.launch.before]]`: helper processes started, in order, before the DUT (a virtual
+    /// Zigbee coordinator the DUT bridges, say). They live, restart and stop with the DUT.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<Helper>,
     /// A TOML table written to the file that `{config}` names, with placeholders substituted in
     /// its strings. A string that is exactly one numeric placeholder (ports, PIXIT times) becomes
     /// an integer; with no
     /// fault selected, a value that is exactly `{fault}` is left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<toml::Table>,
+}
+
+/// `[[dut.launch.before]]`: a helper process launched before the DUT.
+///
+/// The harness starts it with its standard input piped (kept open while the DUT runs, so a
+/// helper given `--exit-on-stdin-eof` never outlives the harness) and waits for its first line
+/// on standard output: a JSON object announcing what it set up, such as
+/// `{"pty": "/dev/pts/7", "baud": 115200, "network": {"channel": 15}}`. Each scalar field
+/// becomes a placeholder named after the helper and the field, nested objects joined with `_`:
+/// `{znp_pty}`, `{znp_baud}` (a number), `{znp_network_channel}`. The DUT's command and config,
+/// and the commands of later helpers, may use them. A built-in placeholder of the same name
+/// (`{znp_emulator}`) wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Helper {
+    /// Lower-case letters and digits, unique among the DUT's helpers; the prefix of its
+    /// placeholders.
+    pub name: String,
+    /// Program and arguments, with placeholders as in [`Launch::command`].
+    pub command: Vec<String>,
+}
+
+/// Whether `name` is usable as a helper name (and so as a placeholder prefix).
+fn valid_helper_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+/// The placeholders a helper's announcement defines: `{<helper>_<field>}` for each scalar
+/// field, nested objects joined with `_`; arrays and nulls define none.
+pub fn helper_placeholders(
+    helper: &str,
+    announcement: &serde_json::Value,
+) -> BTreeMap<String, HelperValue> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, HelperValue>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    walk(&format!("{prefix}_{k}"), v, out);
+                }
+            }
+            serde_json::Value::String(s) => {
+                out.insert(prefix.to_owned(), HelperValue::Text(s.clone()));
+            }
+            serde_json::Value::Number(n) => {
+                let value = match n.as_u64() {
+                    Some(u) => HelperValue::Int(u),
+                    None => HelperValue::Text(n.to_string()),
+                };
+                out.insert(prefix.to_owned(), value);
+            }
+            serde_json::Value::Bool(b) => {
+                out.insert(prefix.to_owned(), HelperValue::Text(b.to_string()));
+            }
+            serde_json::Value::Array(_) | serde_json::Value::Null => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(helper, announcement, &mut out);
+    out
+}
+
+/// A value a helper announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelperValue {
+    /// Text (strings, and numbers that are not unsigned integers).
+    Text(String),
+    /// An unsigned integer: a string that is exactly this placeholder becomes a TOML integer.
+    Int(u64),
 }
 
 /// `[dut.udp]` / `[dut.tcp]`: a host and port.
@@ -496,6 +574,10 @@ pub struct Pixit {
     pub capabilities: Vec<String>,
     /// Service names the DUT accepts sessions for.
     pub services: Vec<String>,
+    /// Bridged capabilities (spec 10.3) whose legacy device is unreachable during the run
+    /// (powered off, out of range, or an address nobody has): the suite checks that their uses
+    /// fail with INTERNAL. Empty (the default) leaves that check INCONC.
+    pub bridge_unreachable: Vec<String>,
 }
 
 impl Default for Pixit {
@@ -510,6 +592,7 @@ impl Default for Pixit {
             lockout_ms: 30_000,
             capabilities: Vec::new(),
             services: Vec::new(),
+            bridge_unreachable: Vec::new(),
         }
     }
 }
@@ -538,10 +621,16 @@ impl Pixit {
 }
 
 /// Values for the launch placeholders that come from the run rather than the rig.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LaunchVars {
     /// Path of the `softbusd` binary (`{softbusd}`).
     pub softbusd: PathBuf,
+    /// Path of the `znp-emulator` binary (`{znp_emulator}`).
+    pub znp_emulator: PathBuf,
+    /// The helpers started so far, by name, with the placeholders their announcements define
+    /// ([`helper_placeholders`]); `None` for a helper that is declared but not started (when a
+    /// rig is checked at load, where any field of it renders as a stand-in).
+    pub helpers: BTreeMap<String, Option<BTreeMap<String, HelperValue>>>,
     /// Path the rendered config is written to (`{config}`).
     pub config: PathBuf,
     /// The named fault to inject (`{fault}`), if any.
@@ -646,6 +735,7 @@ impl Dut {
         };
         Ok(match name {
             "softbusd" => Subst::Text(vars.softbusd.display().to_string()),
+            "znp_emulator" => Subst::Text(vars.znp_emulator.display().to_string()),
             "config" => Subst::Text(vars.config.display().to_string()),
             "workdir" => Subst::Text(vars.workdir.display().to_string()),
             "fault" => match &vars.fault {
@@ -658,7 +748,10 @@ impl Dut {
             "lockout_ms" => Subst::Int(self.pixit.lockout_ms),
             "pin" => Subst::Text(self.pixit.pin.clone()),
             "udp_host" | "udp_port" => {
-                let udp = self.udp.as_ref().ok_or_else(|| need("a UDP endpoint", "[dut.udp]"))?;
+                let udp = self
+                    .udp
+                    .as_ref()
+                    .ok_or_else(|| need("a UDP endpoint", "[dut.udp]"))?;
                 if name == "udp_host" {
                     Subst::Text(udp.host.clone())
                 } else {
@@ -666,7 +759,10 @@ impl Dut {
                 }
             }
             "tcp_host" | "tcp_port" => {
-                let tcp = self.tcp.as_ref().ok_or_else(|| need("a TCP endpoint", "[dut.tcp]"))?;
+                let tcp = self
+                    .tcp
+                    .as_ref()
+                    .ok_or_else(|| need("a TCP endpoint", "[dut.tcp]"))?;
                 if name == "tcp_host" {
                     Subst::Text(tcp.host.clone())
                 } else {
@@ -696,16 +792,77 @@ impl Dut {
                 }
             },
             other => {
+                if let Some(v) = Self::helper_lookup(other, vars)? {
+                    return Ok(v);
+                }
                 return Err(format!(
-                    "unknown placeholder {{{other}}}; known: {}; write {{{{ and }}}} for literal braces",
+                    "unknown placeholder {{{other}}}; known: {}, and {{<helper>_<field>}} for the \
+                     fields a [[dut.launch.before]] helper announces; write {{{{ and }}}} for literal braces",
                     PLACEHOLDERS
                         .iter()
                         .map(|p| format!("{{{p}}}"))
                         .collect::<Vec<_>>()
                         .join(", ")
-                ))
+                ));
             }
         })
+    }
+
+    /// A helper's placeholder (`{znp_pty}`), when `name` starts with the name of a helper in
+    /// `vars`.
+    fn helper_lookup(name: &str, vars: &LaunchVars) -> Result<Option<Subst>, String> {
+        for (helper, fields) in &vars.helpers {
+            if !name
+                .strip_prefix(helper.as_str())
+                .is_some_and(|rest| rest.starts_with('_') && rest.len() > 1)
+            {
+                continue;
+            }
+            let Some(fields) = fields else {
+                return Ok(Some(Subst::Text(format!("<{name}>"))));
+            };
+            return match fields.get(name) {
+                Some(HelperValue::Text(t)) => Ok(Some(Subst::Text(t.clone()))),
+                Some(HelperValue::Int(n)) => Ok(Some(Subst::Int(*n))),
+                None => Err(format!(
+                    "placeholder {{{name}}}: helper '{helper}' announced no such field; it \
+                     announced {}",
+                    if fields.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        fields
+                            .keys()
+                            .map(|k| format!("{{{k}}}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                )),
+            };
+        }
+        Ok(None)
+    }
+
+    /// The helpers to start before the DUT, in order (empty without `[dut.launch]`).
+    pub fn helpers(&self) -> &[Helper] {
+        self.launch.as_ref().map_or(&[], |l| l.before.as_slice())
+    }
+
+    /// The command of helper `index` with placeholders substituted, as for
+    /// [`Dut::launch_command`]. `vars` must hold the announcements of the helpers before it.
+    pub fn helper_command(&self, index: usize, vars: &LaunchVars) -> Result<Vec<String>, RigError> {
+        let helper = self
+            .helpers()
+            .get(index)
+            .ok_or_else(|| RigError::Template {
+                dut: self.name.clone(),
+                key: format!("launch.before[{index}]"),
+                problem: "no such helper".into(),
+            })?;
+        self.render_argv(
+            &helper.command,
+            &format!("launch.before[{index}].command"),
+            vars,
+        )
     }
 
     /// Renders one template string. `Ok(None)` when it is exactly `{fault}` and no fault is set.
@@ -735,14 +892,23 @@ impl Dut {
     /// Errors if the DUT has no `[dut.launch]`.
     pub fn launch_command(&self, vars: &LaunchVars) -> Result<Vec<String>, RigError> {
         let launch = self.launch_or_err()?;
-        let mut out: Vec<String> = Vec::with_capacity(launch.command.len());
+        self.render_argv(&launch.command, "launch.command", vars)
+    }
+
+    fn render_argv(
+        &self,
+        command: &[String],
+        key: &str,
+        vars: &LaunchVars,
+    ) -> Result<Vec<String>, RigError> {
+        let mut out: Vec<String> = Vec::with_capacity(command.len());
         let mut prev_was_literal_option = false;
-        for (i, arg) in launch.command.iter().enumerate() {
+        for (i, arg) in command.iter().enumerate() {
             let rendered = self
                 .render_str(arg, vars)
                 .map_err(|problem| RigError::Template {
                     dut: self.name.clone(),
-                    key: format!("launch.command[{i}]"),
+                    key: format!("{key}[{i}]"),
                     problem,
                 })?;
             match rendered {
@@ -1435,15 +1601,64 @@ impl Dut {
                  e.g. [\"{softbusd}\", \"--config\", \"{config}\"]",
             ));
         }
+        let mut names = BTreeMap::new();
+        for (i, h) in launch.before.iter().enumerate() {
+            let idx = |k: &str| {
+                let mut p = at(&["launch", "before"]);
+                p.push(Seg::Index(i));
+                p.push(key(k));
+                p
+            };
+            if !valid_helper_name(&h.name) {
+                return Err(src.invalid(
+                    &idx("name"),
+                    format!(
+                        "helper name {:?} is not usable as a placeholder prefix; use lower-case \
+                         letters and digits, starting with a letter (e.g. \"znp\")",
+                        h.name
+                    ),
+                ));
+            }
+            if let Some(first) = names.insert(h.name.as_str(), i) {
+                return Err(src.invalid(
+                    &idx("name"),
+                    format!(
+                        "helper name '{}' is already used by launch.before[{first}]; names must \
+                         be unique",
+                        h.name
+                    ),
+                ));
+            }
+            if h.command.first().is_none_or(|c| c.trim().is_empty()) {
+                return Err(src.invalid(
+                    &idx("command"),
+                    "the helper's command is empty; give the program and its arguments, e.g. \
+                     [\"{znp_emulator}\", \"--exit-on-stdin-eof\"]",
+                ));
+            }
+        }
         // Render with stand-in values: this checks placeholders (names, availability, syntax)
-        // both with and without a fault.
+        // both with and without a fault, each helper seeing only the helpers before it.
         for fault in [Some("stand-in".to_owned()), None] {
-            let vars = LaunchVars {
+            let mut vars = LaunchVars {
                 softbusd: PathBuf::from("softbusd"),
+                znp_emulator: PathBuf::from("znp-emulator"),
                 config: PathBuf::from("config.toml"),
                 fault,
                 workdir: PathBuf::from("work"),
+                helpers: BTreeMap::new(),
             };
+            for (i, h) in launch.before.iter().enumerate() {
+                if let Err(RigError::Template {
+                    key: k, problem, ..
+                }) = self.helper_command(i, &vars)
+                {
+                    let mut p = at(&[]);
+                    p.extend(parse_simple_path(&k));
+                    return Err(src.invalid(&p, problem));
+                }
+                vars.helpers.insert(h.name.clone(), None);
+            }
             for (i, arg) in launch.command.iter().enumerate() {
                 if let Err(problem) = self.render_str(arg, &vars) {
                     let mut p = at(&["launch", "command"]);
@@ -1557,6 +1772,7 @@ impl Pixit {
         for (list, items) in [
             ("capabilities", &self.capabilities),
             ("services", &self.services),
+            ("bridge_unreachable", &self.bridge_unreachable),
         ] {
             for (i, item) in items.iter().enumerate() {
                 if item.trim().is_empty() {
@@ -1661,7 +1877,19 @@ DISC_COAP = true
             config: "/tmp/w/config.toml".into(),
             fault: Some("accept-replay".into()),
             workdir: "/tmp/w".into(),
+            ..LaunchVars::default()
         };
+        // The virtual coordinator the reference bridges is launched first.
+        assert_eq!(dut.helpers().len(), 1);
+        assert_eq!(dut.helpers()[0].name, "znp");
+        vars.znp_emulator = "/bin/znp-emulator".into();
+        assert_eq!(
+            dut.helper_command(0, &vars).unwrap(),
+            ["/bin/znp-emulator", "--exit-on-stdin-eof"]
+        );
+        let announced = serde_json::json!({"pty": "/dev/pts/9", "baud": 115200, "devices": []});
+        vars.helpers
+            .insert("znp".into(), Some(helper_placeholders("znp", &announced)));
         assert_eq!(
             dut.launch_command(&vars).unwrap(),
             [
@@ -1691,6 +1919,103 @@ DISC_COAP = true
         let text = table.to_string();
         assert!(text.contains(&udp.to_string()), "{text}");
         assert!(!text.contains('{'), "placeholders left in {text}");
+        assert_eq!(table["bridge"]["znp"].as_str(), Some("/dev/pts/9"));
+        assert_eq!(table["bridge"]["baud"].as_integer(), Some(115_200));
+    }
+
+    #[test]
+    fn helper_announcements_become_placeholders() {
+        let announced = serde_json::json!({
+            "pty": "/dev/pts/3",
+            "baud": 57600,
+            "ok": true,
+            "network": {"channel": 15, "pan_id": 6754},
+            "devices": [{"nwk": 1}],
+            "gone": null,
+            "ratio": 0.5
+        });
+        let p = helper_placeholders("znp", &announced);
+        assert_eq!(p["znp_pty"], HelperValue::Text("/dev/pts/3".into()));
+        assert_eq!(p["znp_baud"], HelperValue::Int(57_600));
+        assert_eq!(p["znp_ok"], HelperValue::Text("true".into()));
+        assert_eq!(p["znp_network_channel"], HelperValue::Int(15));
+        assert_eq!(p["znp_ratio"], HelperValue::Text("0.5".into()));
+        assert!(!p.contains_key("znp_devices") && !p.contains_key("znp_gone"));
+
+        let text = MINIMAL.replace("kind = \"external\"", "kind = \"virtual\"")
+            + r#"
+[dut.launch]
+command = ["sbd", "--coordinator={znp_pty}"]
+[[dut.launch.before]]
+name = "znp"
+command = ["{znp_emulator}", "--exit-on-stdin-eof"]
+[[dut.launch.before]]
+name = "sniffer"
+command = ["sniff", "{znp_pty}"]
+[dut.launch.config.bridge]
+baud = "{znp_baud}"
+"#;
+        let rig = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let dut = &rig.duts[0];
+        let mut vars = LaunchVars {
+            znp_emulator: "emu".into(),
+            ..LaunchVars::default()
+        };
+        assert_eq!(
+            dut.helper_command(0, &vars).unwrap(),
+            ["emu", "--exit-on-stdin-eof"]
+        );
+        vars.helpers.insert("znp".into(), Some(p));
+        assert_eq!(
+            dut.helper_command(1, &vars).unwrap(),
+            ["sniff", "/dev/pts/3"]
+        );
+        assert_eq!(
+            dut.launch_command(&vars).unwrap(),
+            ["sbd", "--coordinator=/dev/pts/3"]
+        );
+        let cfg: toml::Table = toml::from_str(&dut.launch_config(&vars).unwrap().unwrap()).unwrap();
+        assert_eq!(cfg["bridge"]["baud"].as_integer(), Some(57_600));
+
+        // A field the helper did not announce is an error naming what it did announce.
+        vars.helpers.insert(
+            "znp".into(),
+            Some(helper_placeholders("znp", &serde_json::json!({"baud": 1}))),
+        );
+        let e = dut.launch_command(&vars).unwrap_err().to_string();
+        assert!(
+            e.contains("launch.command[1]") && e.contains("{znp_baud}"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn helpers_are_checked_at_load() {
+        let base = MINIMAL.replace("kind = \"external\"", "kind = \"virtual\"")
+            + "[dut.launch]\ncommand = [\"sbd\"]\n";
+        let (key, _, msg) = invalid(
+            &(base.clone() + "[[dut.launch.before]]\nname = \"Zn_p\"\ncommand = [\"x\"]\n"),
+        );
+        assert_eq!(key, "dut[0].launch.before[0].name", "{msg}");
+        let (key, _, msg) = invalid(
+            &(base.clone()
+                + "[[dut.launch.before]]\nname = \"a\"\ncommand = [\"x\"]\n\
+                   [[dut.launch.before]]\nname = \"a\"\ncommand = [\"y\"]\n"),
+        );
+        assert_eq!(key, "dut[0].launch.before[1].name", "{msg}");
+        assert!(msg.contains("already used"), "{msg}");
+        let (key, _, msg) =
+            invalid(&(base.clone() + "[[dut.launch.before]]\nname = \"a\"\ncommand = []\n"));
+        assert_eq!(key, "dut[0].launch.before[0].command", "{msg}");
+        // A helper sees only the helpers before it, not itself.
+        let (key, _, msg) = invalid(
+            &(base.clone()
+                + "[[dut.launch.before]]\nname = \"a\"\ncommand = [\"x\", \"{a_pty}\"]\n"),
+        );
+        assert_eq!(key, "dut[0].launch.before[0].command[1]", "{msg}");
+        assert!(msg.contains("unknown placeholder {a_pty}"), "{msg}");
+        let (key, _, msg) = invalid(&(base + "[dut.launch.config]\nport = \"{b_port}\"\n"));
+        assert_eq!(key, "dut[0].launch.config.port", "{msg}");
     }
 
     #[test]
@@ -1711,6 +2036,7 @@ list = ["{pin}", "{fault}", 3]
             config: "c".into(),
             fault: None,
             workdir: "w".into(),
+            ..LaunchVars::default()
         };
         assert_eq!(dut.launch_command(&vars).unwrap(), ["sbd", "--literal={x}"]);
         let cfg: toml::Table = toml::from_str(&dut.launch_config(&vars).unwrap().unwrap()).unwrap();

@@ -1,9 +1,10 @@
-//! The ZNP (Z-Stack Monitor and Test) part of the harness: the frame codec and typed commands
-//! round-trip, the streaming decoder survives any bytes and resynchronises after noise, the
-//! `ZnpPort` driver talks to the `znp-emulator` binary over a real PTY (ping, version, device
-//! info, starting the network, toggling the light and reading it back, reading the temperature
-//! sensor), and the emulator's output never beats the physical wire time of the baud rate it
-//! claims.
+//! Zigbee through ZNP (Z-Stack Monitor and Test): the reference's frame codec and typed
+//! commands (`softbus::link::znp`) round-trip, the streaming decoder survives any bytes and
+//! resynchronises after noise, the `ZnpPort` driver talks to the `znp-emulator` binary over a
+//! real PTY (ping, version, device info, starting the network, toggling the light and reading it
+//! back, reading the temperature sensor, ZDO discovery), the protocol converter
+//! (`softbus::bridge`) finds and drives the emulated devices, and the emulator's output never
+//! beats the physical wire time of the baud rate it claims.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command as Process, Stdio};
@@ -12,19 +13,24 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use serde_json::Value as Json;
 use serialport::{SerialPort, TTYPort};
-use softbus_harness::znp::commands::{
-    bdb, capabilities, device_state, status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg,
-    AfRegisterReq, AppCnfBdbStartCommissioningReq, Eui64, Payload, SysOsalNvReadExtReq, SysPingReq,
-    SysPingRsp, SysResetInd, SysResetReq, SysVersionRsp, ZdoStateChangeInd,
+use softbus::bridge::{Bridge, BridgeConfig, BridgedDevice, BridgedKind, Completion};
+use softbus::link::znp::commands::{
+    bdb, capabilities, device_state, logical_type, status, zdo_status, AfDataConfirm,
+    AfDataRequestReq, AfIncomingMsg, AfRegisterReq, AppCnfBdbStartCommissioningReq, Eui64,
+    Neighbor, Payload, SimpleDescriptor, SysOsalNvReadExtReq, SysPingReq, SysPingRsp, SysResetInd,
+    SysResetReq, SysVersionRsp, ZdoActiveEpCallback, ZdoActiveEpReq, ZdoMgmtLqiCallback,
+    ZdoMgmtLqiReq, ZdoSimpleDescCallback, ZdoSimpleDescReq, ZdoStateChangeInd,
 };
+use softbus::link::znp::frame::{Frame, MAX_PAYLOAD};
+use softbus::link::znp::zcl::{self, FrameType, Value, ZclFrame};
+use softbus::link::znp::{
+    Command, CommandHeader, Decoder, FrameError, FrameRepr, PortError, ZnpPort,
+};
+use softbus::wire::Code;
 use softbus_harness::znp::emulator::{
-    Emulator as EmulatorRunner, EmulatorConfig, DEVICE_ENDPOINT, LIGHT_NWK, SENSOR_NWK,
+    Emulator as EmulatorRunner, EmulatorConfig, DEVICE_ENDPOINT, LIGHT_IEEE, LIGHT_NWK, SENSOR_NWK,
 };
-use softbus_harness::znp::frame::{Frame, MAX_PAYLOAD};
-use softbus_harness::znp::zcl::{self, FrameType, Value, ZclFrame};
-use softbus_harness::znp::{
-    wire_time, Command, CommandHeader, Decoder, FrameError, FrameRepr, PortError, ZnpPort,
-};
+use softbus_harness::znp::wire_time;
 
 const T: Duration = Duration::from_secs(5);
 
@@ -124,6 +130,60 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 }
             ),
         any::<u8>().prop_map(|state| Command::from(ZdoStateChangeInd { state })),
+        (any::<[u16; 2]>(), any::<u8>(), bytes()).prop_map(|(w, status, eps)| {
+            Command::from(ZdoActiveEpCallback {
+                src_addr: w[0],
+                status,
+                nwk_addr: w[1],
+                active_endpoints: eps,
+            })
+        }),
+        (
+            any::<[u16; 4]>(),
+            any::<[u8; 2]>(),
+            proptest::option::of(proptest::collection::vec(any::<u16>(), 0..30))
+        )
+            .prop_map(|(w, b, clusters)| {
+                Command::from(ZdoSimpleDescCallback {
+                    src_addr: w[0],
+                    status: b[0],
+                    nwk_addr: w[1],
+                    descriptor: clusters.map(|c| SimpleDescriptor {
+                        endpoint: b[1],
+                        profile_id: w[2],
+                        device_id: w[3],
+                        device_version: b[0],
+                        input_clusters: c.clone(),
+                        output_clusters: c.into_iter().rev().collect(),
+                    }),
+                })
+            }),
+        (
+            any::<[u8; 3]>(),
+            proptest::collection::vec((any::<[u64; 2]>(), any::<u16>(), any::<[u8; 4]>()), 0..10)
+        )
+            .prop_map(|(b, entries)| {
+                Command::from(ZdoMgmtLqiCallback {
+                    src_addr: u16::from(b[0]),
+                    status: b[1],
+                    neighbor_table_entries: b[2],
+                    start_index: 0,
+                    neighbors: entries
+                        .into_iter()
+                        .map(|(ids, nwk, f)| Neighbor {
+                            extended_pan_id: Eui64(ids[0]),
+                            ieee: Eui64(ids[1]),
+                            nwk,
+                            device_type: f[0] & 0x03,
+                            rx_on_when_idle: (f[0] >> 2) & 0x03,
+                            relationship: (f[0] >> 4) & 0x07,
+                            permit_joining: f[1] & 0x03,
+                            depth: f[2],
+                            lqi: f[3],
+                        })
+                        .collect(),
+                })
+            }),
     ]
 }
 
@@ -711,6 +771,245 @@ fn broadcast_read_reaches_every_device() {
             (LIGHT_NWK, Ok(Value::String("VirtualLight".into()))),
             (SENSOR_NWK, Ok(Value::String("VirtualTempSensor".into()))),
         ]
+    );
+}
+
+#[test]
+fn zdo_discovery_finds_both_devices_and_their_clusters() {
+    let emu = Emulator::start(115_200);
+    let mut port = emu.port();
+    start_network(&mut port);
+    let sent = port
+        .call(&ZdoMgmtLqiReq {
+            dst_addr: 0x0000,
+            start_index: 0,
+        })
+        .expect("SRSP");
+    assert_eq!(sent.status, status::SUCCESS);
+    let table = port
+        .wait_for::<ZdoMgmtLqiCallback>(T, |c| c.src_addr == 0x0000)
+        .expect("the coordinator's neighbour table");
+    assert_eq!(
+        (table.status, table.neighbor_table_entries),
+        (zdo_status::SUCCESS, 2)
+    );
+    let mut found: Vec<(u16, u8)> = table
+        .neighbors
+        .iter()
+        .map(|n| (n.nwk, n.device_type))
+        .collect();
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        [
+            (LIGHT_NWK, logical_type::ROUTER),
+            (SENSOR_NWK, logical_type::END_DEVICE)
+        ]
+    );
+    let light_ieee = table
+        .neighbors
+        .iter()
+        .find(|n| n.nwk == LIGHT_NWK)
+        .map(|n| n.ieee);
+    assert_eq!(light_ieee, Some(LIGHT_IEEE));
+
+    // The light (a router) lists its parent; the sensor (an end device) keeps no table.
+    port.call(&ZdoMgmtLqiReq {
+        dst_addr: LIGHT_NWK,
+        start_index: 0,
+    })
+    .expect("SRSP");
+    let light_table = port
+        .wait_for::<ZdoMgmtLqiCallback>(T, |c| c.src_addr == LIGHT_NWK)
+        .expect("the light's table");
+    assert_eq!(light_table.neighbors.first().map(|n| n.nwk), Some(0x0000));
+    port.call(&ZdoMgmtLqiReq {
+        dst_addr: SENSOR_NWK,
+        start_index: 0,
+    })
+    .expect("SRSP");
+    let sensor_table = port
+        .wait_for::<ZdoMgmtLqiCallback>(T, |c| c.src_addr == SENSOR_NWK)
+        .expect("the sensor's answer");
+    assert_eq!(sensor_table.status, zdo_status::NOT_SUPPORTED);
+
+    for (nwk, cluster) in [
+        (LIGHT_NWK, zcl::CLUSTER_ON_OFF),
+        (SENSOR_NWK, zcl::CLUSTER_TEMPERATURE),
+    ] {
+        port.call(&ZdoActiveEpReq {
+            dst_addr: nwk,
+            nwk_addr_of_interest: nwk,
+        })
+        .expect("SRSP");
+        let eps = port
+            .wait_for::<ZdoActiveEpCallback>(T, |c| c.src_addr == nwk)
+            .expect("active endpoints");
+        assert_eq!(eps.active_endpoints, [DEVICE_ENDPOINT]);
+        port.call(&ZdoSimpleDescReq {
+            dst_addr: nwk,
+            nwk_addr_of_interest: nwk,
+            endpoint: DEVICE_ENDPOINT,
+        })
+        .expect("SRSP");
+        let desc = port
+            .wait_for::<ZdoSimpleDescCallback>(T, |c| c.src_addr == nwk)
+            .expect("simple descriptor")
+            .descriptor
+            .expect("a descriptor");
+        assert_eq!(desc.profile_id, zcl::PROFILE_HA);
+        assert!(desc.input_clusters.contains(&cluster), "{desc:?}");
+    }
+    // An endpoint the light does not have, and an address nobody has (no answer at all).
+    port.call(&ZdoSimpleDescReq {
+        dst_addr: LIGHT_NWK,
+        nwk_addr_of_interest: LIGHT_NWK,
+        endpoint: 9,
+    })
+    .expect("SRSP");
+    let none = port
+        .wait_for::<ZdoSimpleDescCallback>(T, |c| c.src_addr == LIGHT_NWK)
+        .expect("a refusal");
+    assert_eq!(
+        (none.status, none.descriptor),
+        (zdo_status::NOT_ACTIVE, None)
+    );
+    port.call(&ZdoActiveEpReq {
+        dst_addr: 0x1234,
+        nwk_addr_of_interest: 0x1234,
+    })
+    .expect("SRSP");
+    assert!(port
+        .wait_for::<ZdoActiveEpCallback>(Duration::from_millis(500), |_| true)
+        .is_err());
+}
+
+/// Starts a bridge on the emulator; its completions arrive on the returned channel.
+fn bridge(
+    emu: &Emulator,
+    devices: Vec<BridgedDevice>,
+) -> (Bridge, std::sync::mpsc::Receiver<Completion>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let config = BridgeConfig {
+        port: emu.path(),
+        baud: 115_200,
+        timeout: Duration::from_secs(2),
+        discover: true,
+        devices,
+    };
+    let bridge = Bridge::start(config, &["speaker.main".to_string()], move |c| {
+        let _ = tx.send(c);
+    })
+    .expect("bridge starts");
+    (bridge, rx)
+}
+
+fn use_cap(
+    bridge: &Bridge,
+    rx: &std::sync::mpsc::Receiver<Completion>,
+    handle: u64,
+    cap: &str,
+    args: &str,
+) -> (Code, String) {
+    bridge
+        .submit(handle, cap.to_string(), args.as_bytes().to_vec())
+        .expect("bridge running");
+    let done = rx.recv_timeout(T).expect("a completion");
+    assert_eq!(done.handle, handle);
+    (
+        done.status,
+        String::from_utf8_lossy(&done.result).into_owned(),
+    )
+}
+
+#[test]
+fn bridge_discovers_and_drives_the_emulated_devices() {
+    let emu = Emulator::start(115_200);
+    let porch = BridgedDevice {
+        capability: "light.onoff.porch".into(),
+        kind: BridgedKind::OnOffLight,
+        nwk: 0x6B0D, // nobody: a light that has left the network
+        endpoint: 1,
+        ieee: None,
+    };
+    let (bridge, rx) = bridge(&emu, vec![porch]);
+    let caps: Vec<(String, String)> = bridge
+        .capabilities()
+        .into_iter()
+        .map(|c| (c.name, c.kind))
+        .collect();
+    assert_eq!(
+        caps,
+        [
+            ("light.onoff".to_string(), "light".to_string()),
+            ("light.onoff.porch".to_string(), "light".to_string()),
+            ("sensor.temperature".to_string(), "sensor".to_string()),
+        ]
+    );
+    let light = bridge
+        .devices()
+        .iter()
+        .find(|d| d.capability == "light.onoff")
+        .cloned();
+    assert_eq!(
+        light.map(|d| (d.nwk, d.ieee)),
+        Some((LIGHT_NWK, Some(LIGHT_IEEE)))
+    );
+
+    let ok = |s: &str| (Code::Ok, s.to_string());
+    assert_eq!(use_cap(&bridge, &rx, 1, "light.onoff", "read"), ok("off"));
+    assert_eq!(use_cap(&bridge, &rx, 2, "light.onoff", "on"), ok("on"));
+    assert_eq!(use_cap(&bridge, &rx, 3, "light.onoff", "read"), ok("on"));
+    assert_eq!(use_cap(&bridge, &rx, 4, "light.onoff", "toggle"), ok("off"));
+    assert_eq!(use_cap(&bridge, &rx, 5, "light.onoff", "toggle"), ok("on"));
+    assert_eq!(use_cap(&bridge, &rx, 6, "light.onoff", "off"), ok("off"));
+    assert_eq!(use_cap(&bridge, &rx, 7, "light.onoff", "read"), ok("off"));
+
+    let (status, text) = use_cap(&bridge, &rx, 8, "sensor.temperature", "read");
+    assert_eq!(status, Code::Ok);
+    let celsius: f64 = text
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {text:?}"));
+    assert!((10.0..=35.0).contains(&celsius), "{text}");
+    assert!(
+        text.split_once('.').is_some_and(|(_, d)| d.len() == 2),
+        "{text}"
+    );
+
+    let (status, text) = use_cap(&bridge, &rx, 9, "sensor.temperature", "on");
+    assert_eq!(status, Code::Malformed, "{text}");
+    let (status, text) = use_cap(&bridge, &rx, 10, "light.onoff", "conformance");
+    assert_eq!(status, Code::Malformed, "{text}");
+
+    let started = Instant::now();
+    let (status, text) = use_cap(&bridge, &rx, 11, "light.onoff.porch", "on");
+    assert_eq!(status, Code::Internal);
+    assert!(
+        text.contains("light.onoff.porch") && text.contains("NWK_NO_ROUTE"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a failed route is reported at once"
+    );
+    // The bridge keeps serving after a failure.
+    assert_eq!(use_cap(&bridge, &rx, 12, "light.onoff", "read"), ok("off"));
+}
+
+#[test]
+fn bridge_start_names_the_key_when_the_coordinator_is_missing() {
+    let config = BridgeConfig {
+        port: "/dev/nonexistent-coordinator".into(),
+        baud: 115_200,
+        timeout: Duration::from_millis(200),
+        discover: true,
+        devices: vec![],
+    };
+    let e = Bridge::start(config, &[], |_| {}).expect_err("no coordinator there");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("bridge.znp:") && msg.contains("/dev/nonexistent-coordinator"),
+        "{msg}"
     );
 }
 

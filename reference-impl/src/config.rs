@@ -31,6 +31,17 @@
 //!
 //! [control]
 //! tcp = "127.0.0.1:5800"           # tester control protocol; omit in production builds
+//!
+//! [bridge]                         # optional: the protocol converter (spec 10.3)
+//! znp = "/dev/ttyUSB0"             # serial port of the Z-Stack 3.x coordinator
+//! baud = 115200
+//! timeout_ms = 2000                # per exchange with the coordinator or a device
+//! discover = true                  # expose the ZCL devices ZDO discovery finds
+//!
+//! [[bridge.device]]                # and/or devices named statically
+//! nwk = 0x4F21                     # network address
+//! endpoint = 1
+//! capability = "light.onoff.porch" # light.onoff or sensor.temperature, optionally .LABEL
 //! ```
 //!
 //! Relative paths are relative to the configuration file. Every error names the file, the key
@@ -61,6 +72,9 @@ pub struct DaemonConfig {
     /// Tester control channel.
     #[serde(default)]
     pub control: ControlSection,
+    /// The protocol converter, when the device bridges ZCL devices.
+    #[serde(default)]
+    pub bridge: Option<BridgeSection>,
 }
 
 /// `[device]`.
@@ -152,6 +166,135 @@ pub struct ControlSection {
     pub tcp: Option<SocketAddr>,
 }
 
+/// `[bridge]`: legacy ZCL devices behind a Z-Stack coordinator, exposed as capabilities.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeSection {
+    /// The coordinator's serial port (`/dev/ttyUSB0`, `/dev/pts/3`...), used as written.
+    pub znp: PathBuf,
+    /// Its baud rate.
+    #[serde(default = "default_bridge_baud")]
+    pub baud: u32,
+    /// How long one exchange (an SREQ, or a ZCL request and its answer) may take, ms.
+    #[serde(default = "default_bridge_timeout")]
+    pub timeout_ms: u64,
+    /// Find devices through ZDO (the coordinator's neighbour tables, then each node's active
+    /// endpoints and simple descriptors) and expose every on/off light and temperature sensor.
+    #[serde(default = "yes")]
+    pub discover: bool,
+    /// Devices exposed whatever discovery finds (a device that is asleep or away at start).
+    #[serde(default, rename = "device")]
+    pub devices: Vec<BridgeDeviceSection>,
+}
+
+/// `[[bridge.device]]`: one statically configured ZCL device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeDeviceSection {
+    /// Network address (0x0001..=0xFFF7).
+    pub nwk: u16,
+    /// Endpoint serving the cluster (1..=240).
+    pub endpoint: u8,
+    /// Capability name: `light.onoff` or `sensor.temperature`, optionally followed by `.LABEL`;
+    /// the prefix says which cluster the device is driven through.
+    pub capability: String,
+}
+
+impl BridgeSection {
+    /// The bridge's settings, checked.
+    pub fn bridge_config(&self) -> crate::bridge::BridgeConfig {
+        crate::bridge::BridgeConfig {
+            port: self.znp.display().to_string(),
+            baud: self.baud,
+            timeout: Duration::from_millis(self.timeout_ms),
+            discover: self.discover,
+            devices: self
+                .devices
+                .iter()
+                .filter_map(|d| {
+                    let kind = crate::bridge::BridgedKind::from_capability_name(&d.capability)?;
+                    Some(crate::bridge::BridgedDevice {
+                        capability: d.capability.clone(),
+                        kind,
+                        nwk: d.nwk,
+                        endpoint: d.endpoint,
+                        ieee: None,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn validate(&self, capabilities: &[Capability]) -> Result<(), String> {
+        if self.znp.as_os_str().is_empty() {
+            return Err(
+                "bridge.znp: is empty; give the coordinator's serial port, e.g. \"/dev/ttyUSB0\""
+                    .into(),
+            );
+        }
+        if self.baud == 0 || self.baud > 12_000_000 {
+            return Err(format!(
+                "bridge.baud: {} is not a usable rate; use the coordinator's (115200 for Z-Stack 3 sticks)",
+                self.baud
+            ));
+        }
+        if !(1..=60_000).contains(&self.timeout_ms) {
+            return Err(format!(
+                "bridge.timeout_ms: {} is outside 1..=60000",
+                self.timeout_ms
+            ));
+        }
+        if !self.discover && self.devices.is_empty() {
+            return Err(
+                "bridge.discover: is false and there is no [[bridge.device]]: the bridge \
+                        would expose nothing; set discover = true or name devices"
+                    .into(),
+            );
+        }
+        let mut names: Vec<&str> = capabilities.iter().map(|c| c.name.as_str()).collect();
+        for (i, d) in self.devices.iter().enumerate() {
+            if d.nwk == 0x0000 || d.nwk >= 0xFFF8 {
+                return Err(format!(
+                    "bridge.device[{i}].nwk: {:#06x} is the coordinator or a broadcast address; \
+                     give the device's network address (0x0001..=0xfff7)",
+                    d.nwk
+                ));
+            }
+            if !(1..=240).contains(&d.endpoint) {
+                return Err(format!(
+                    "bridge.device[{i}].endpoint: {} is outside 1..=240",
+                    d.endpoint
+                ));
+            }
+            if d.capability.len() > 64
+                || crate::bridge::BridgedKind::from_capability_name(&d.capability).is_none()
+            {
+                return Err(format!(
+                    "bridge.device[{i}].capability: {:?} is not {} or {}, optionally followed by \
+                     .LABEL (at most 64 bytes in all)",
+                    d.capability,
+                    crate::bridge::LIGHT_ONOFF,
+                    crate::bridge::SENSOR_TEMPERATURE
+                ));
+            }
+            if names.contains(&d.capability.as_str()) {
+                return Err(format!(
+                    "bridge.device[{i}].capability: {:?} is already the name of another capability",
+                    d.capability
+                ));
+            }
+            names.push(&d.capability);
+        }
+        Ok(())
+    }
+}
+
+fn default_bridge_baud() -> u32 {
+    115_200
+}
+fn default_bridge_timeout() -> u64 {
+    2000
+}
 fn yes() -> bool {
     true
 }
@@ -256,6 +399,9 @@ impl DaemonConfig {
                 ));
             }
         }
+        if let Some(b) = &self.bridge {
+            b.validate(&self.capabilities)?;
+        }
         if !self.discovery.group.is_multicast() {
             return Err(format!(
                 "discovery.group: {} is not a multicast address",
@@ -279,6 +425,8 @@ impl DaemonConfig {
             prompt_policy: d.prompt_policy,
             lockout: Duration::from_millis(d.lockout_ms),
             faults,
+            // The bridge's devices join these once it has found them (see `daemon::run`).
+            ..Config::default()
         }
     }
 }
@@ -328,5 +476,65 @@ udp = "127.0.0.1:0"
             .unwrap_err()
             .to_string();
         assert!(e.contains("nmae"), "{e}");
+    }
+
+    const BRIDGE: &str = r#"
+[bridge]
+znp = "/dev/ttyUSB0"
+timeout_ms = 1500
+
+[[bridge.device]]
+nwk = 0x4F21
+endpoint = 1
+capability = "light.onoff.porch"
+"#;
+
+    #[test]
+    fn bridge_section_loads_with_defaults_and_hex_addresses() {
+        let c = load_str(&format!("{GOOD}{BRIDGE}")).unwrap();
+        let b = c.bridge.expect("a [bridge] section");
+        assert_eq!((b.baud, b.timeout_ms, b.discover), (115_200, 1500, true));
+        let bc = b.bridge_config();
+        assert_eq!(bc.port, "/dev/ttyUSB0");
+        assert_eq!(bc.timeout, Duration::from_millis(1500));
+        assert_eq!(bc.devices.len(), 1);
+        assert_eq!(bc.devices[0].nwk, 0x4F21);
+        assert_eq!(bc.devices[0].kind, crate::bridge::BridgedKind::OnOffLight);
+        assert!(load_str(GOOD).unwrap().bridge.is_none());
+    }
+
+    #[test]
+    fn bad_bridge_config_names_file_and_key() {
+        let bad = |from: &str, to: &str, key: &str| {
+            let text = format!("{GOOD}{BRIDGE}").replace(from, to);
+            let e = load_str(&text).unwrap_err().to_string();
+            assert!(e.contains("d.toml") && e.contains(key), "{key}: {e}");
+        };
+        bad("znp = \"/dev/ttyUSB0\"", "znp = \"\"", "bridge.znp");
+        bad("timeout_ms = 1500", "baud = 0", "bridge.baud");
+        bad("timeout_ms = 1500", "timeout_ms = 0", "bridge.timeout_ms");
+        bad("timeout_ms = 1500", "timeout_ms = 1500\nzpn = 1", "zpn");
+        bad("nwk = 0x4F21", "nwk = 0xFFFD", "bridge.device[0].nwk");
+        bad("nwk = 0x4F21", "nwk = 0x10000", "nwk");
+        bad("endpoint = 1", "endpoint = 0", "bridge.device[0].endpoint");
+        bad(
+            "\"light.onoff.porch\"",
+            "\"fan.main\"",
+            "bridge.device[0].capability",
+        );
+        bad(
+            "\"light.onoff.porch\"",
+            "\"light.onoffx\"",
+            "bridge.device[0].capability",
+        );
+        // A name a [[capability]] already has.
+        bad(
+            "name = \"speaker.main\"",
+            "name = \"light.onoff.porch\"",
+            "already the name",
+        );
+        let only_discover_off = format!("{GOOD}[bridge]\nznp = \"/dev/x\"\ndiscover = false\n");
+        let e = load_str(&only_discover_off).unwrap_err().to_string();
+        assert!(e.contains("bridge.discover"), "{e}");
     }
 }

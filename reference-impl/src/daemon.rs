@@ -2,8 +2,11 @@
 //! the tester control channel around one sans-IO [`Endpoint`].
 //!
 //! One task owns the endpoint and serialises everything that touches it (datagrams, timer
-//! expiries, control commands), so the core needs no locks. TCP links and control clients get a
-//! task each and talk to the owner through channels.
+//! expiries, control commands, bridge completions), so the core needs no locks. TCP links and
+//! control clients get a task each and talk to the owner through channels. With a `[bridge]`,
+//! the protocol converter runs on a thread of its own ([`crate::bridge::Bridge`]): the owner
+//! hands it the uses of bridged capabilities the endpoint let through
+//! ([`Event::CapabilityRequest`]) and completes them when it reports back.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -18,11 +21,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::bridge::{Bridge, Completion};
 use crate::config::DaemonConfig;
 use crate::control::{self, ControlError, Request};
 use crate::discovery::{Advert, Responder};
 use crate::endpoint::{Endpoint, Event, LinkAddr};
 use crate::trust::TrustStore;
+use crate::wire::Code;
 use crate::{Fault, Identity};
 
 /// How many events the control channel's `events` op can look back over.
@@ -115,14 +120,36 @@ pub async fn run(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut ep = Endpoint::new(
-        cfg.endpoint_config(faults.clone()),
-        identity.clone(),
-        trust,
-        seed,
-        Instant::now(),
-        unix,
-    );
+
+    // The protocol converter comes up first: the devices it finds are capabilities too.
+    let mut ep_cfg = cfg.endpoint_config(faults.clone());
+    let (bridge_tx, mut bridge_rx) = mpsc::unbounded_channel::<Completion>();
+    let bridge = match &cfg.bridge {
+        Some(section) => {
+            let bc = section.bridge_config();
+            ep_cfg.backend_timeout = bc.backend_timeout();
+            let taken: Vec<String> = cfg.capabilities.iter().map(|c| c.name.clone()).collect();
+            let tx = bridge_tx.clone();
+            let bridge = tokio::task::spawn_blocking(move || {
+                Bridge::start(bc, &taken, move |c| {
+                    let _ = tx.send(c);
+                })
+            })
+            .await
+            .context("bridge: the start-up task failed")??;
+            ep_cfg.capabilities.extend(bridge.capabilities());
+            ep_cfg.external_capabilities = bridge
+                .devices()
+                .iter()
+                .map(|d| d.capability.clone())
+                .collect();
+            Some(bridge)
+        }
+        None => None,
+    };
+    drop(bridge_tx);
+
+    let mut ep = Endpoint::new(ep_cfg, identity.clone(), trust, seed, Instant::now(), unix);
 
     let udp = Arc::new(
         UdpSocket::bind(cfg.listen.udp)
@@ -169,7 +196,12 @@ pub async fn run(
         advert_port,
     );
     advert.caps = {
-        let mut kinds: Vec<String> = cfg.capabilities.iter().map(|c| c.kind.clone()).collect();
+        let mut kinds: Vec<String> = ep
+            .config()
+            .capabilities
+            .iter()
+            .map(|c| c.kind.clone())
+            .collect();
         kinds.sort();
         kinds.dedup();
         kinds
@@ -257,7 +289,28 @@ pub async fn run(
                 other => tracing::warn!(dst = %other, "no driver for this link in softbusd"),
             }
         }
+        let mut completed_now = false;
         while let Some(ev) = ep.poll_event() {
+            if let Event::CapabilityRequest {
+                handle,
+                capability,
+                args,
+                ..
+            } = ev
+            {
+                // For the bridge, not the control channel's event list.
+                tracing::debug!(handle, %capability, "capability request");
+                let refused = match &bridge {
+                    Some(b) => b.submit(handle, capability, args).err(),
+                    None => Some(handle),
+                };
+                if let Some(h) = refused {
+                    let why = b"no backend serves this capability (the bridge has stopped)";
+                    let _ = ep.complete_invoke(Instant::now(), h, Code::Internal, why);
+                    completed_now = true;
+                }
+                continue;
+            }
             if matches!(ev, Event::TrustStoreChanged) {
                 if let Err(e) = ep.trust_store().save(&trust_path) {
                     tracing::error!(%e, "cannot persist trust store");
@@ -273,6 +326,9 @@ pub async fn run(
             if events.len() > EVENT_HISTORY {
                 events.pop_front();
             }
+        }
+        if completed_now {
+            continue; // send the CAP_RESULT before waiting
         }
         let now = Instant::now();
         let mut i = 0;
@@ -300,6 +356,12 @@ pub async fn run(
             r = udp.recv_from(&mut udp_buf) => {
                 if let Ok((n, from)) = r {
                     ep.handle_datagram(Instant::now(), LinkAddr::Ip(from), &udp_buf[..n]);
+                }
+            }
+            Some(done) = bridge_rx.recv() => {
+                if let Err(e) = ep.complete_invoke(Instant::now(), done.handle, done.status, &done.result) {
+                    // Its connection ended, or the endpoint already answered INTERNAL.
+                    tracing::debug!(handle = done.handle, %e, "late bridge completion dropped");
                 }
             }
             Some(f) = tcp_rx.recv() => {

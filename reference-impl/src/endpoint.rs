@@ -10,7 +10,7 @@
 //!   [`Endpoint::handle_timeout`] (the instant from [`Endpoint::poll_timeout`] has passed);
 //! * **application commands**: [`Endpoint::pair`], [`Endpoint::connect`],
 //!   [`Endpoint::open_session`], [`Endpoint::send`], [`Endpoint::request_permission`],
-//!   [`Endpoint::revoke`] and the rest; each takes `now`;
+//!   [`Endpoint::revoke`], [`Endpoint::complete_invoke`] and the rest; each takes `now`;
 //! * **outputs**: after any input or command, call [`Endpoint::poll_transmit`] until it returns
 //!   `None` and send each datagram, then [`Endpoint::poll_event`] until `None`, then
 //!   [`Endpoint::poll_timeout`] to learn when to call `handle_timeout` next;
@@ -18,6 +18,16 @@
 //!
 //! Randomness comes from a seed given to [`Endpoint::new`], so a simulation with a virtual clock
 //! and a logged seed replays exactly.
+//!
+//! # Capability backends
+//!
+//! Every CAP_INVOKE is checked here, in the order of spec 11.4, before anything else sees it.
+//! A use that passes is carried out by its backend: simulated capabilities answer at once with
+//! their args; the capabilities named in [`Config::external_capabilities`] (a protocol
+//! converter's bridged devices) raise [`Event::CapabilityRequest`], and the driver, which owns
+//! the I/O, answers later with [`Endpoint::complete_invoke`]. The endpoint keeps the pending
+//! use, so the CAP_RESULT goes to the right connection and request, at most once, and with
+//! INTERNAL after [`Config::backend_timeout`] if the driver never answers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -105,6 +115,15 @@ pub struct Config {
     pub lockout: Duration,
     /// Injected defects (suite self-test only).
     pub faults: Vec<Fault>,
+    /// Names of the capabilities whose uses the driver carries out (a protocol converter's
+    /// bridged devices, real hardware). A CAP_INVOKE for one that passes the checks of spec
+    /// 11.4 raises [`Event::CapabilityRequest`], and its CAP_RESULT is sent when the driver
+    /// calls [`Endpoint::complete_invoke`]. Every other capability is simulated: a use that
+    /// passes the checks is answered at once with its args as result.
+    pub external_capabilities: Vec<String>,
+    /// How long the driver may take to complete an external use before the endpoint answers
+    /// it with INTERNAL itself, so that every CAP_INVOKE gets exactly one CAP_RESULT.
+    pub backend_timeout: Duration,
 }
 
 impl Default for Config {
@@ -120,6 +139,8 @@ impl Default for Config {
             prompt_policy: PromptPolicy::Ask,
             lockout: Duration::from_secs(30),
             faults: Vec::new(),
+            external_capabilities: Vec::new(),
+            backend_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -195,6 +216,17 @@ pub enum Event {
         peer: DeviceId,
         capability: String,
         grant_id: u32,
+    },
+    /// A use of an external capability ([`Config::external_capabilities`]) passed the
+    /// permission checks: the driver carries it out and answers with
+    /// [`Endpoint::complete_invoke`] and this `handle`. Always preceded by its
+    /// [`Event::CapabilityUsed`]. Not part of the control protocol's event list.
+    CapabilityRequest {
+        handle: u64,
+        peer: DeviceId,
+        capability: String,
+        #[serde(serialize_with = "ser_hex")]
+        args: Vec<u8>,
     },
     /// The answer to our capability invocation.
     CapabilityResult {
@@ -429,6 +461,14 @@ struct Grant {
     revoked: bool,
 }
 
+/// A use of an external capability the driver has not completed yet.
+struct PendingInvocation {
+    conn_local_id: u32,
+    req_id: u32,
+    capability: String,
+    deadline: Instant,
+}
+
 struct PendingPrompt {
     conn_local_id: u32,
     peer: DeviceId,
@@ -509,6 +549,8 @@ pub struct Endpoint {
     grants: BTreeMap<u32, Grant>,
     prompts: BTreeMap<u64, PendingPrompt>,
     next_prompt: u64,
+    invocations: BTreeMap<u64, PendingInvocation>,
+    next_invocation: u64,
     next_req: u32,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -544,6 +586,8 @@ impl Endpoint {
             grants: BTreeMap::new(),
             prompts: BTreeMap::new(),
             next_prompt: 1,
+            invocations: BTreeMap::new(),
+            next_invocation: 1,
             next_req: 1,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -700,6 +744,9 @@ impl Endpoint {
         for p in self.prompts.values() {
             at(p.deadline);
         }
+        for p in self.invocations.values() {
+            at(p.deadline);
+        }
         for c in self.conns.values() {
             match &c.state {
                 ConnState::AwaitHs2 { retry_at, .. } => at(*retry_at),
@@ -737,6 +784,7 @@ impl Endpoint {
         self.lockouts = 0;
         self.grants.clear();
         self.prompts.clear();
+        self.invocations.clear();
         self.transmits.clear();
         self.events.clear();
         self.counters = Counters::default();
@@ -1062,6 +1110,26 @@ impl Endpoint {
         Ok(req_id)
     }
 
+    /// Answer the use of an external capability announced by [`Event::CapabilityRequest`]:
+    /// send its CAP_RESULT with `status` and `result` (at most 65535 bytes are sent; a refusal
+    /// or failure may carry a diagnostic text). Errors with [`ApiError::NotFound`] when the
+    /// handle is unknown, already completed, timed out ([`Config::backend_timeout`]), or its
+    /// connection has ended (a `reset` included): nothing is sent then.
+    pub fn complete_invoke(
+        &mut self,
+        now: Instant,
+        handle: u64,
+        status: Code,
+        result: &[u8],
+    ) -> Result<(), ApiError> {
+        let p = self
+            .invocations
+            .remove(&handle)
+            .ok_or(ApiError::NotFound("capability invocation"))?;
+        self.cap_result(now, p.conn_local_id, p.req_id, status, result.to_vec());
+        Ok(())
+    }
+
     /// Revoke a grant we issued; the holder is told with PERM_REVOKE.
     pub fn revoke(&mut self, now: Instant, grant_id: u32) -> Result<(), ApiError> {
         let g = self
@@ -1237,6 +1305,29 @@ impl Endpoint {
         for id in due {
             if let Some(p) = self.prompts.remove(&id) {
                 self.perm_response(now, p.conn_local_id, p.req_id, PermResult::Timeout, 0, 0);
+            }
+        }
+        // External uses the driver never completed.
+        let due: Vec<u64> = self
+            .invocations
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(h, _)| *h)
+            .collect();
+        for handle in due {
+            if let Some(p) = self.invocations.remove(&handle) {
+                let why = format!(
+                    "{} did not complete within {} ms",
+                    p.capability,
+                    self.cfg.backend_timeout.as_millis()
+                );
+                self.cap_result(
+                    now,
+                    p.conn_local_id,
+                    p.req_id,
+                    Code::Internal,
+                    why.into_bytes(),
+                );
             }
         }
         let ids: Vec<u32> = self.conns.keys().copied().collect();
@@ -2581,15 +2672,49 @@ impl Endpoint {
                 }
             }
         };
-        // The reference's capabilities are simulated: a use returns its arguments.
-        let result = if status == Code::Ok { args } else { Vec::new() };
-        if status == Code::Ok {
-            self.events.push_back(Event::CapabilityUsed {
+        if status != Code::Ok {
+            // A refused use never reaches a backend (spec 11.4, CAP-8).
+            return self.cap_result(now, local_id, req_id, status, Vec::new());
+        }
+        self.events.push_back(Event::CapabilityUsed {
+            peer,
+            capability: capability.clone(),
+            grant_id,
+        });
+        if self.cfg.external_capabilities.contains(&capability) {
+            let handle = self.next_invocation;
+            self.next_invocation += 1;
+            self.invocations.insert(
+                handle,
+                PendingInvocation {
+                    conn_local_id: local_id,
+                    req_id,
+                    capability: capability.clone(),
+                    deadline: now + self.cfg.backend_timeout,
+                },
+            );
+            self.events.push_back(Event::CapabilityRequest {
+                handle,
                 peer,
                 capability,
-                grant_id,
+                args,
             });
+        } else {
+            // A simulated capability: a use returns its arguments.
+            self.cap_result(now, local_id, req_id, Code::Ok, args);
         }
+    }
+
+    fn cap_result(
+        &mut self,
+        now: Instant,
+        local_id: u32,
+        req_id: u32,
+        status: Code,
+        result: Vec<u8>,
+    ) {
+        let mut result = result;
+        result.truncate(u16::MAX as usize);
         self.send_reliable(
             now,
             local_id,
@@ -2748,6 +2873,7 @@ impl Endpoint {
             self.grants
                 .retain(|_, g| !(g.scope == Scope::Session && g.conn_local_id == local_id));
             self.prompts.retain(|_, p| p.conn_local_id != local_id);
+            self.invocations.retain(|_, p| p.conn_local_id != local_id);
             self.events
                 .push_back(Event::Disconnected { peer: s.peer, code });
         }

@@ -10,12 +10,18 @@
 //! * [`crypto`]: identity, device IDs, pairing confirmations, record keys, the replay window;
 //! * [`endpoint`]: the sans-IO state machine (`handle_*` in, `poll_*` out, time and RNG injected);
 //! * [`discovery`]: the sans-IO CoAP responder and probe;
-//! * [`driver`], [`control`], [`config`]: the tokio drivers, the tester control protocol server
-//!   and the `softbusd` configuration file, which are the only parts that touch the OS.
+//! * [`link`]: link drivers below the core; today the Z-Stack MT codec and serial host driver
+//!   ([`link::znp`]) through which a device reaches a Zigbee coordinator;
+//! * [`bridge`]: the protocol converter that exposes legacy ZCL devices behind a Zigbee
+//!   coordinator as capabilities (its operation mapping is sans-IO, its host task is not);
+//! * [`daemon`], [`control`], [`config`]: the tokio driver, the tester control protocol server
+//!   and the `softbusd` configuration file, which with `link::znp::port` and the bridge's host
+//!   task are the only parts that touch the OS.
 //!
 //! **Architecture invariant:** nothing under `wire`, `crypto`, `endpoint`, `discovery`,
 //! `capability` or `fault` performs I/O, reads a clock or draws OS randomness.
 
+pub mod bridge;
 pub mod capability;
 pub mod config;
 pub mod control;
@@ -24,6 +30,7 @@ pub mod daemon;
 pub mod discovery;
 pub mod endpoint;
 pub mod fault;
+pub mod link;
 pub mod trust;
 pub mod wire;
 

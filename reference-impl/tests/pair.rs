@@ -333,6 +333,162 @@ fn permission_grant_use_revoke_and_deny() {
     )));
 }
 
+/// The result of `a`'s last CAP_INVOKE, if one came back.
+fn cap_result(events: &[Event]) -> Option<(Code, Vec<u8>)> {
+    events.iter().rev().find_map(|e| match e {
+        Event::CapabilityResult { status, result, .. } => Some((*status, result.clone())),
+        _ => None,
+    })
+}
+
+fn capability_request(events: &[Event]) -> Option<(u64, String, Vec<u8>)> {
+    events.iter().find_map(|e| match e {
+        Event::CapabilityRequest {
+            handle,
+            capability,
+            args,
+            ..
+        } => Some((*handle, capability.clone(), args.clone())),
+        _ => None,
+    })
+}
+
+#[test]
+fn external_capability_is_answered_by_the_driver_only_after_the_checks() {
+    let mut b_cfg = config("b", Some("123456"));
+    b_cfg.capabilities.push(Capability {
+        name: "light.onoff".into(),
+        kind: "light".into(),
+        metrics: Metrics::default(),
+    });
+    b_cfg.external_capabilities = vec!["light.onoff".into()];
+    b_cfg.backend_timeout = Duration::from_secs(1);
+    let mut p = Pair::new(config("a", None), b_cfg);
+    p.pair_and_connect();
+    let (_, idb) = p.ids();
+    p.b_events.clear();
+
+    // Refused by the checks: answered at once, the driver never hears of it.
+    p.a.invoke(p.now, idb, "light.onoff", 0, b"on").unwrap();
+    p.drive();
+    assert_eq!(
+        cap_result(&p.take_a()),
+        Some((Code::PermissionDenied, vec![]))
+    );
+    let b_events: Vec<Event> = p.b_events.drain(..).collect();
+    assert_eq!(capability_request(&b_events), None, "{b_events:?}");
+
+    p.a.request_permission(p.now, idb, "light.onoff", Scope::UntilRevoked, 0)
+        .unwrap();
+    p.drive();
+    let grant = p
+        .take_a()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::PermissionResult {
+                result: PermResult::Granted,
+                grant_id,
+                ..
+            } => Some(grant_id),
+            _ => None,
+        })
+        .expect("granted");
+
+    // Passed: the driver is asked, and the peer waits for it.
+    p.a.invoke(p.now, idb, "light.onoff", grant, b"on").unwrap();
+    p.drive();
+    assert_eq!(
+        cap_result(&p.take_a()),
+        None,
+        "no answer before the driver's"
+    );
+    let b_events: Vec<Event> = p.b_events.drain(..).collect();
+    let used = b_events
+        .iter()
+        .position(|e| matches!(e, Event::CapabilityUsed { .. }));
+    let asked = b_events
+        .iter()
+        .position(|e| matches!(e, Event::CapabilityRequest { .. }));
+    assert!(used.is_some() && used < asked, "{b_events:?}");
+    let (handle, capability, args) = capability_request(&b_events).expect("a request");
+    assert_eq!(
+        (capability.as_str(), args.as_slice()),
+        ("light.onoff", &b"on"[..])
+    );
+    p.b.complete_invoke(p.now, handle, Code::Ok, b"on").unwrap();
+    p.drive();
+    assert_eq!(cap_result(&p.take_a()), Some((Code::Ok, b"on".to_vec())));
+    assert!(
+        p.b.complete_invoke(p.now, handle, Code::Ok, b"on").is_err(),
+        "one CAP_RESULT per CAP_INVOKE"
+    );
+
+    // A driver that never answers: INTERNAL after the backend timeout, late answers dropped.
+    p.a.invoke(p.now, idb, "light.onoff", grant, b"read")
+        .unwrap();
+    p.drive();
+    let (handle, ..) =
+        capability_request(&p.b_events.drain(..).collect::<Vec<_>>()).expect("asked");
+    p.drive_for(Duration::from_millis(1100));
+    let (status, why) = cap_result(&p.take_a()).expect("answered by the endpoint");
+    assert_eq!(status, Code::Internal);
+    assert!(
+        String::from_utf8_lossy(&why).contains("light.onoff"),
+        "{why:?}"
+    );
+    assert!(p
+        .b
+        .complete_invoke(p.now, handle, Code::Ok, b"off")
+        .is_err());
+    p.drive();
+    assert_eq!(cap_result(&p.take_a()), None, "nothing more was sent");
+
+    // Revoked: refused by the checks again, before the driver.
+    p.b.revoke(p.now, grant).unwrap();
+    p.drive();
+    p.b_events.clear();
+    p.a.invoke(p.now, idb, "light.onoff", grant, b"on").unwrap();
+    p.drive();
+    assert_eq!(cap_result(&p.take_a()), Some((Code::GrantRevoked, vec![])));
+    assert_eq!(
+        capability_request(&p.b_events.drain(..).collect::<Vec<_>>()),
+        None
+    );
+}
+
+#[test]
+fn pending_external_use_ends_with_its_connection() {
+    let mut b_cfg = config("b", Some("123456"));
+    b_cfg.external_capabilities = vec!["speaker.main".into()];
+    let mut p = Pair::new(config("a", None), b_cfg);
+    p.pair_and_connect();
+    let (_, idb) = p.ids();
+    p.a.request_permission(p.now, idb, "speaker.main", Scope::Session, 0)
+        .unwrap();
+    p.drive();
+    let grant = p
+        .take_a()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::PermissionResult { grant_id, .. } => Some(grant_id),
+            _ => None,
+        })
+        .expect("an answer");
+    p.a.invoke(p.now, idb, "speaker.main", grant, b"play")
+        .unwrap();
+    p.drive();
+    let (handle, ..) =
+        capability_request(&p.b_events.drain(..).collect::<Vec<_>>()).expect("asked");
+    let (ida, _) = p.ids();
+    p.b.disconnect(p.now, ida, Code::NormalClose).unwrap();
+    p.drive();
+    assert!(
+        p.b.complete_invoke(p.now, handle, Code::Ok, b"play")
+            .is_err(),
+        "the use went with its connection"
+    );
+}
+
 #[test]
 fn silent_peer_is_declared_lost() {
     let mut p = Pair::new(config("a", None), config("b", Some("123456")));

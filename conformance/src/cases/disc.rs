@@ -146,10 +146,13 @@ fn collect(s: &UdpSocket, dur: Duration) -> Result<Vec<(Instant, SocketAddr, Vec
     }
 }
 
+/// Datagrams received: when, from where, what.
+type Received = Vec<(Instant, SocketAddr, Vec<u8>)>;
+
 fn probe_multicast(
     ctx: &mut Ctx<'_>,
     filter: Option<&str>,
-) -> Result<(Probe, Instant, Vec<(Instant, SocketAddr, Vec<u8>)>), StepError> {
+) -> Result<(Probe, Instant, Received), StepError> {
     let (target, iface) = multicast_target(ctx);
     let s = socket(iface)?;
     let token = (ctx.seed as u32).to_be_bytes();

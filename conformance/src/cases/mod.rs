@@ -3,6 +3,7 @@
 
 use crate::case::Case;
 
+pub mod bridge;
 pub mod cap;
 pub mod ctrl;
 pub mod disc;
@@ -26,6 +27,7 @@ pub fn all() -> Vec<Case> {
     v.extend(rel::cases());
     v.extend(sess::cases());
     v.extend(cap::cases());
+    v.extend(bridge::cases());
     v.extend(perm::cases());
     v.extend(live::cases());
     v.extend(err::cases());

@@ -1,20 +1,29 @@
 //! The DUT's lifecycle during a run: launch a virtual DUT (the reference daemon, optionally
-//! with a fault), watch it, relaunch it after a crash, and reach its control channel.
+//! with a fault) and the helper processes its rig starts before it (`[[dut.launch.before]]`,
+//! such as the virtual Zigbee coordinator it bridges), watch them, relaunch them all after a
+//! crash of any, and reach the DUT's control channel.
+//!
+//! Helpers live exactly as long as the DUT launch they belong to: started first, in order,
+//! each announcing itself in its first stdout line (whose fields feed the DUT's placeholders);
+//! stopped after the DUT; restarted with it, so a relaunched DUT also meets fresh devices.
 //!
 //! External DUTs are never launched: the harness only connects to what the rig names.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use softbus_harness::rig::{ControlEndpoint, Dut, DutKind, LaunchVars};
+use softbus_harness::rig::{helper_placeholders, ControlEndpoint, Dut, DutKind, LaunchVars};
 
 use super::lower::StepError;
 use super::upper::Upper;
+
+/// How long a launched process may take to print its first line.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A DUT the run talks to.
 pub struct DutHandle {
@@ -23,9 +32,12 @@ pub struct DutHandle {
     /// The fault to launch a virtual DUT with.
     pub fault: Option<String>,
     softbusd: PathBuf,
+    znp_emulator: PathBuf,
     workdir: PathBuf,
     child: Option<Child>,
-    /// Where the DUT's stderr log goes.
+    /// The running helpers of the current launch, in start order: (name, process).
+    helpers: Vec<(String, Child)>,
+    /// Where the DUT's (and its helpers') stderr log goes.
     pub log_path: PathBuf,
     /// The frame address.
     pub udp: SocketAddr,
@@ -35,9 +47,21 @@ pub struct DutHandle {
     pub launches: u32,
 }
 
-/// Find `softbusd` next to the running binary, building it if it is missing.
+/// Find `softbusd` next to the running binary, building it if it is missing (`SOFTBUSD`
+/// overrides).
 pub fn locate_softbusd() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("SOFTBUSD") {
+    locate_binary("SOFTBUSD", "softbus", "softbusd")
+}
+
+/// Find the harness's `znp-emulator` the same way (`ZNP_EMULATOR` overrides).
+pub fn locate_znp_emulator() -> Result<PathBuf, String> {
+    locate_binary("ZNP_EMULATOR", "softbus-harness", "znp-emulator")
+}
+
+/// Find workspace binary `bin` of `package` next to the running binary, asking cargo to build
+/// it (a no-op when it is fresh); the environment variable `env` overrides.
+fn locate_binary(env: &str, package: &str, bin: &str) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os(env) {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -46,24 +70,81 @@ pub fn locate_softbusd() -> Result<PathBuf, String> {
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir.pop();
     }
-    let candidate = dir.join("softbusd");
+    let candidate = dir.join(bin);
     let release = dir.file_name().is_some_and(|n| n == "release");
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "--quiet", "-p", "softbus", "--bin", "softbusd"]).current_dir(&manifest);
+    cmd.args(["build", "--quiet", "-p", package, "--bin", bin])
+        .current_dir(&manifest);
     if release {
         cmd.arg("--release");
     }
-    // Always ask cargo: it is a no-op when softbusd is fresh, and rebuilds it when the
-    // reference changed since.
+    // Always ask cargo: it is a no-op when the binary is fresh, and rebuilds it when its
+    // sources changed since.
     match cmd.status() {
         Ok(s) if s.success() => {}
-        Ok(s) if candidate.exists() => eprintln!("warning: rebuilding softbusd failed ({s}); using the existing binary"),
-        Ok(s) => return Err(format!("building softbusd failed ({s})")),
-        Err(e) if candidate.exists() => eprintln!("warning: cannot run cargo ({e}); using the existing softbusd"),
-        Err(e) => return Err(format!("cannot run cargo to build softbusd: {e}")),
+        Ok(s) if candidate.exists() => {
+            eprintln!("warning: rebuilding {bin} failed ({s}); using the existing binary")
+        }
+        Ok(s) => {
+            return Err(format!(
+                "building {bin} failed ({s}); fix the build or set {env} to a built {bin}"
+            ))
+        }
+        Err(e) if candidate.exists() => {
+            eprintln!("warning: cannot run cargo ({e}); using the existing {bin}")
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot run cargo to build {bin}: {e}; set {env} to a built {bin}"
+            ))
+        }
     }
     Ok(candidate)
+}
+
+/// Spawns `argv` with stdin and stdout piped and stderr appended to `log`, and waits up to
+/// [`START_TIMEOUT`] for its first stdout line, which it returns. The rest of its stdout is
+/// read and discarded, so a chatty process never blocks on a full pipe.
+fn spawn_announcing(argv: &[String], log: &Path, what: &str) -> Result<(Child, String), String> {
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| format!("{what}: empty launch command"))?;
+    let log_file = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut child = Command::new(prog)
+        .args(args)
+        // Stdin stays open while the handle lives: a launcher that dies (even by SIGKILL)
+        // closes it, and a process run with --exit-on-stdin-eof then exits too.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .env("SOFTBUS_LOG", "debug")
+        .spawn()
+        .map_err(|e| format!("cannot launch {what} ({prog}): {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        let mut sink = [0u8; 4096];
+        while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(line) if !line.trim().is_empty() => Ok((child, line)),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: String = tail.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+            Err(format!("{what} did not start: {tail}"))
+        }
+    }
 }
 
 impl DutHandle {
@@ -73,19 +154,39 @@ impl DutHandle {
         let udp = dut
             .udp
             .as_ref()
-            .ok_or_else(|| format!("DUT '{}' has no [dut.udp] table: the UDP cases need its address", dut.name))?
+            .ok_or_else(|| {
+                format!(
+                    "DUT '{}' has no [dut.udp] table: the UDP cases need its address",
+                    dut.name
+                )
+            })?
             .socket_addrs()
             .map_err(|e| format!("DUT '{}' udp address: {e}", dut.name))?
             .into_iter()
             .next()
             .ok_or_else(|| format!("DUT '{}' udp address resolves to nothing", dut.name))?;
         let (control, serial_control) = match dut.control_endpoint().map_err(|e| e.to_string())? {
-            ControlEndpoint::Tcp(ep) => (ep.socket_addrs().ok().and_then(|a| a.into_iter().next()), None),
+            ControlEndpoint::Tcp(ep) => (
+                ep.socket_addrs().ok().and_then(|a| a.into_iter().next()),
+                None,
+            ),
             ControlEndpoint::Serial(s) => (None, Some((s.path.clone(), s.baud))),
             _ => (None, None),
         };
         let softbusd = if dut.kind == DutKind::Virtual {
             locate_softbusd()?
+        } else {
+            PathBuf::new()
+        };
+        // Only rigs that launch the emulator pay for building it.
+        let uses_emulator = dut.launch.as_ref().is_some_and(|l| {
+            l.command
+                .iter()
+                .chain(l.before.iter().flat_map(|h| h.command.iter()))
+                .any(|a| a.contains("{znp_emulator}"))
+        });
+        let znp_emulator = if uses_emulator {
+            locate_znp_emulator()?
         } else {
             PathBuf::new()
         };
@@ -96,8 +197,10 @@ impl DutHandle {
             dut,
             fault,
             softbusd,
+            znp_emulator,
             workdir,
             child: None,
+            helpers: Vec::new(),
             udp,
             control,
             serial_control,
@@ -124,66 +227,79 @@ impl DutHandle {
         }
     }
 
-    /// Launch a virtual DUT if it is not running (first time, or after a crash).
+    /// The name and exit status of a helper of the current launch that has exited.
+    pub fn helper_exited(&mut self) -> Option<(String, String)> {
+        self.helpers
+            .iter_mut()
+            .find_map(|(name, child)| match child.try_wait() {
+                Ok(Some(status)) => Some((name.clone(), status.to_string())),
+                _ => None,
+            })
+    }
+
+    /// Launch a virtual DUT, after its helpers, if it is not running: the first time, or
+    /// after the DUT or one of its helpers exited (everything is then stopped and started
+    /// afresh, with a fresh working directory).
     pub fn ensure_running(&mut self) -> Result<(), String> {
         if !self.is_virtual() {
             return Ok(());
         }
-        if self.child.is_some() && self.exited().is_none() {
+        if self.child.is_some() && self.exited().is_none() && self.helper_exited().is_none() {
             return Ok(());
         }
-        self.child = None;
+        self.stop();
+        let r = self.launch();
+        if r.is_err() {
+            self.stop();
+        }
+        r
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
         // A fresh identity and trust store each launch: a crash must not leak state.
         let _ = std::fs::remove_dir_all(&self.workdir);
         std::fs::create_dir_all(&self.workdir).map_err(|e| e.to_string())?;
-        let vars = LaunchVars {
+        let mut vars = LaunchVars {
             softbusd: self.softbusd.clone(),
+            znp_emulator: self.znp_emulator.clone(),
             config: self.workdir.join("softbusd.toml"),
             fault: self.fault.clone(),
             workdir: self.workdir.clone(),
+            ..LaunchVars::default()
         };
+        self.launches += 1;
+        let helpers = self.dut.helpers().to_vec();
+        for (i, helper) in helpers.iter().enumerate() {
+            let argv = self
+                .dut
+                .helper_command(i, &vars)
+                .map_err(|e| e.to_string())?;
+            let what = format!("helper '{}' of DUT '{}'", helper.name, self.dut.name);
+            let (child, line) = spawn_announcing(&argv, &self.log_path, &what)?;
+            self.helpers.push((helper.name.clone(), child));
+            let announced: serde_json::Value = match serde_json::from_str(line.trim()) {
+                Ok(v @ serde_json::Value::Object(_)) => v,
+                _ => {
+                    return Err(format!(
+                        "{what} printed {:?} first, not a JSON object announcing what it set up",
+                        line.trim()
+                    ))
+                }
+            };
+            vars.helpers.insert(
+                helper.name.clone(),
+                Some(helper_placeholders(&helper.name, &announced)),
+            );
+        }
         if let Some(cfg) = self.dut.launch_config(&vars).map_err(|e| e.to_string())? {
-            std::fs::write(&vars.config, cfg).map_err(|e| format!("{}: {e}", vars.config.display()))?;
+            std::fs::write(&vars.config, cfg)
+                .map_err(|e| format!("{}: {e}", vars.config.display()))?;
         }
         let argv = self.dut.launch_command(&vars).map_err(|e| e.to_string())?;
-        let (prog, args) = argv.split_first().ok_or("empty launch command")?;
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .map_err(|e| format!("{}: {e}", self.log_path.display()))?;
-        let mut child = Command::new(prog)
-            .args(args)
-            // The DUT's stdin stays open while the handle lives: a launcher that dies (even by
-            // SIGKILL) closes it, and softbusd --exit-on-stdin-eof then exits too.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .env("SOFTBUS_LOG", "debug")
-            .spawn()
-            .map_err(|e| format!("cannot launch DUT '{}' ({prog}): {e}", self.dut.name))?;
-        // The first stdout line says the DUT is up.
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        self.launches += 1;
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) if !line.trim().is_empty() => {
-                self.child = Some(child);
-                Ok(())
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let tail = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-                let tail: String = tail.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
-                Err(format!("DUT '{}' did not start: {tail}", self.dut.name))
-            }
-        }
+        let what = format!("DUT '{}'", self.dut.name);
+        let (child, _) = spawn_announcing(&argv, &self.log_path, &what)?;
+        self.child = Some(child);
+        Ok(())
     }
 
     /// Connect to the control channel.
@@ -191,15 +307,21 @@ impl DutHandle {
         if let Some((path, baud)) = &self.serial_control {
             return Upper::serial(path, *baud);
         }
-        let addr = self
-            .control
-            .ok_or_else(|| StepError::Unexpected("the DUT has no control channel (cases needing one ask the operator)".into()))?;
+        let addr = self.control.ok_or_else(|| {
+            StepError::Unexpected(
+                "the DUT has no control channel (cases needing one ask the operator)".into(),
+            )
+        })?;
         Upper::connect(addr, timeout)
     }
 
-    /// Stop a launched DUT.
+    /// Stop a launched DUT, then its helpers (the last started first).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        while let Some((_, mut c)) = self.helpers.pop() {
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -11,8 +11,11 @@
 //!   commissioning), keeps an NV store holding a formed network, registers endpoints, and
 //!   carries `AF_DATA_REQUEST`s (unicast, or broadcast to every device) over a modelled
 //!   802.15.4 radio to the simulated devices, whose ZCL answers come back as `AF_INCOMING_MSG`
-//!   after the `AF_DATA_CONFIRM`. SREQs it does not implement get the RPC error
-//!   SRSP real firmware sends, so a host sees "not recognised", never silence.
+//!   after the `AF_DATA_CONFIRM`. It answers the ZDO requests a host uses to find what is on
+//!   the network (`ZDO_MGMT_LQI_REQ` for neighbour tables, `ZDO_ACTIVE_EP_REQ`,
+//!   `ZDO_SIMPLE_DESC_REQ`) for itself and for the devices, over the same radio model. SREQs it
+//!   does not implement get the RPC error SRSP real firmware sends, so a host sees "not
+//!   recognised", never silence.
 //! - [`Emulator`] puts it on a PTY pair (`serialport::TTYPort::pair`) and paces the line like a
 //!   real UART: each byte it writes is released only once it would have finished crossing an
 //!   8N1 line at the configured baud (10 bits per byte), and each frame it reads counts as
@@ -21,10 +24,13 @@
 //!
 //! The network behind it:
 //!
-//! | device | NWK | endpoint | clusters |
-//! |---|---|---|---|
-//! | on/off light (router) | [`LIGHT_NWK`] | 1 | Basic, On/Off (0x0006: Off, On, Toggle; attribute OnOff) |
-//! | temperature sensor (end device, rx on when idle) | [`SENSOR_NWK`] | 1 | Basic, Temperature Measurement (0x0402: MeasuredValue about 21.5 °C) |
+//! | device | NWK | IEEE | endpoint | clusters |
+//! |---|---|---|---|---|
+//! | on/off light (router) | [`LIGHT_NWK`] | [`LIGHT_IEEE`] | 1 | Basic, On/Off (0x0006: Off, On, Toggle; attribute OnOff) |
+//! | temperature sensor (end device, rx on when idle) | [`SENSOR_NWK`] | [`SENSOR_IEEE`] | 1 | Basic, Temperature Measurement (0x0402: MeasuredValue about 21.5 °C) |
+//!
+//! Both are children of the coordinator, so its neighbour table lists them; the light's table
+//! lists the coordinator as its parent; the sensor, an end device, keeps no table.
 //!
 //! Radio timing is a fixed model (no randomness, so runs replay): 2.4 GHz O-QPSK at 250 kbit/s
 //! (32 µs per byte), 51 bytes of PHY/MAC/NWK(secured)/APS overhead per frame, the mean CSMA-CA
@@ -32,7 +38,8 @@
 //!
 //! Limits, on purpose: one network, already formed (NV says so, as on a stick that has been used
 //! before), which BDB formation or `ZDO_STARTUP_FROM_APP` restores; the emulator does not form
-//! new networks, join devices, answer ZDO requests, or model loss. A malformed SREQ gets an RPC
+//! new networks, join devices, or model loss; of ZDO it answers only the three discovery
+//! requests above (a request for an address nobody has gets its SRSP and then silence). A malformed SREQ gets an RPC
 //! error (invalid length), an unknown address `NWK_NO_ROUTE` after route discovery gives up.
 
 use std::collections::btree_map::Entry;
@@ -45,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use serialport::{SerialPort, TTYPort};
 
-use super::commands::{
+use softbus::link::znp::commands::{
     bdb, capabilities, device_state, rpc_error, status, AfDataConfirm, AfDataRequestReq,
     AfDataRequestRsp, AfIncomingMsg, AfRegisterReq, AfRegisterRsp,
     AppCnfBdbCommissioningNotification, AppCnfBdbSetChannelReq, AppCnfBdbSetChannelRsp,
@@ -57,10 +64,16 @@ use super::commands::{
     SysVersionRsp, UtilAssocFindDeviceRsp, UtilGetDeviceInfoRsp, ZdoStartupFromAppRsp,
     ZdoStateChangeInd,
 };
-use super::decoder::Decoder;
-use super::frame::{CommandHeader, CommandType, FrameRepr, Subsystem};
+use softbus::link::znp::commands::{
+    logical_type, zdo_status, Neighbor, SimpleDescriptor, ZdoActiveEpCallback, ZdoActiveEpReq,
+    ZdoActiveEpRsp, ZdoMgmtLqiCallback, ZdoMgmtLqiReq, ZdoMgmtLqiRsp, ZdoSimpleDescCallback,
+    ZdoSimpleDescReq, ZdoSimpleDescRsp,
+};
+use softbus::link::znp::decoder::Decoder;
+use softbus::link::znp::frame::{CommandHeader, CommandType, FrameRepr, Subsystem};
+use softbus::link::znp::zcl::{self, FrameType, ReadAttributeRecord, Value, ZclFrame};
+
 use super::wire_time;
-use super::zcl::{self, FrameType, ReadAttributeRecord, Value, ZclFrame};
 
 /// Network address of the simulated on/off light.
 pub const LIGHT_NWK: u16 = 0x4F21;
@@ -68,6 +81,16 @@ pub const LIGHT_NWK: u16 = 0x4F21;
 pub const SENSOR_NWK: u16 = 0x7A3C;
 /// The endpoint both devices serve their clusters on.
 pub const DEVICE_ENDPOINT: u8 = 1;
+/// IEEE address of the simulated on/off light.
+pub const LIGHT_IEEE: Eui64 = Eui64(0x0017_8801_0B4F_2101);
+/// IEEE address of the simulated temperature sensor.
+pub const SENSOR_IEEE: Eui64 = Eui64(0x0015_8D00_077A_3C01);
+/// Home Automation device ID of an On/Off Light.
+const HA_ON_OFF_LIGHT: u16 = 0x0100;
+/// Home Automation device ID of a Temperature Sensor.
+const HA_TEMPERATURE_SENSOR: u16 = 0x0302;
+/// Neighbour table entries per `ZDO_MGMT_LQI_RSP` (Z-Stack's `ZDO_MAX_LQI_ITEMS`).
+const LQI_PAGE: usize = 3;
 
 /// Z-Stack NV system ID of Z-Stack's own items.
 const NV_SYS_ZSTACK: u8 = 1;
@@ -347,6 +370,8 @@ pub struct DeviceSummary {
     pub name: &'static str,
     /// Network address.
     pub nwk: u16,
+    /// IEEE address, as Zigbee tools print it.
+    pub ieee: String,
     /// The endpoint its clusters are on.
     pub endpoint: u8,
     /// Server clusters.
@@ -366,12 +391,36 @@ struct SimDevice {
     name: &'static str,
     model: &'static str,
     nwk: u16,
+    ieee: Eui64,
     endpoint: u8,
     lqi: u8,
     kind: DeviceKind,
 }
 
 impl SimDevice {
+    /// The Zigbee logical type: lights are routers, the sensor an end device.
+    fn logical_type(&self) -> u8 {
+        match self.kind {
+            DeviceKind::Light { .. } => logical_type::ROUTER,
+            DeviceKind::TemperatureSensor => logical_type::END_DEVICE,
+        }
+    }
+
+    /// The simple descriptor of its endpoint.
+    fn simple_descriptor(&self) -> SimpleDescriptor {
+        SimpleDescriptor {
+            endpoint: self.endpoint,
+            profile_id: zcl::PROFILE_HA,
+            device_id: match self.kind {
+                DeviceKind::Light { .. } => HA_ON_OFF_LIGHT,
+                DeviceKind::TemperatureSensor => HA_TEMPERATURE_SENSOR,
+            },
+            device_version: 1,
+            input_clusters: self.clusters().to_vec(),
+            output_clusters: Vec::new(),
+        }
+    }
+
     fn clusters(&self) -> [u16; 2] {
         match self.kind {
             DeviceKind::Light { .. } => [zcl::CLUSTER_BASIC, zcl::CLUSTER_ON_OFF],
@@ -522,6 +571,7 @@ impl Coordinator {
                     name: "light",
                     model: "VirtualLight",
                     nwk: LIGHT_NWK,
+                    ieee: LIGHT_IEEE,
                     endpoint: DEVICE_ENDPOINT,
                     lqi: 180,
                     kind: DeviceKind::Light { on: false },
@@ -530,6 +580,7 @@ impl Coordinator {
                     name: "temperature",
                     model: "VirtualTempSensor",
                     nwk: SENSOR_NWK,
+                    ieee: SENSOR_IEEE,
                     endpoint: DEVICE_ENDPOINT,
                     lqi: 120,
                     kind: DeviceKind::TemperatureSensor,
@@ -558,6 +609,7 @@ impl Coordinator {
             .map(|d| DeviceSummary {
                 name: d.name,
                 nwk: d.nwk,
+                ieee: d.ieee.to_string(),
                 endpoint: d.endpoint,
                 clusters: d.clusters().to_vec(),
             })
@@ -862,6 +914,33 @@ impl Coordinator {
                 self.send_at(t, AfRegisterRsp { status });
             }
             Command::AfDataRequestReq(req) => self.af_data_request(req, t),
+            Command::ZdoMgmtLqiReq(req) => {
+                self.send_at(
+                    t,
+                    ZdoMgmtLqiRsp {
+                        status: status::SUCCESS,
+                    },
+                );
+                self.zdo_mgmt_lqi(req, t);
+            }
+            Command::ZdoActiveEpReq(req) => {
+                self.send_at(
+                    t,
+                    ZdoActiveEpRsp {
+                        status: status::SUCCESS,
+                    },
+                );
+                self.zdo_active_ep(req, t);
+            }
+            Command::ZdoSimpleDescReq(req) => {
+                self.send_at(
+                    t,
+                    ZdoSimpleDescRsp {
+                        status: status::SUCCESS,
+                    },
+                );
+                self.zdo_simple_desc(req, t);
+            }
             _ => {
                 let code = match frame.header.subsystem {
                     Subsystem::Sys
@@ -917,6 +996,159 @@ impl Coordinator {
                 v[offset..offset + value.len()].copy_from_slice(value);
                 status::SUCCESS
             }
+        }
+    }
+
+    /// When a ZDO answer from `dst` reaches the host, for a request of `req_len` ZDP bytes and
+    /// an answer of `rsp_len`: at once from the coordinator itself, after a radio round trip
+    /// from a device, never from an address nobody has.
+    fn zdo_answer_at(
+        &self,
+        dst: u16,
+        t: Instant,
+        req_len: usize,
+        rsp_len: usize,
+    ) -> Option<Instant> {
+        if dst == 0x0000 {
+            return Some(t);
+        }
+        self.devices.iter().any(|d| d.nwk == dst).then(|| {
+            t + CSMA
+                + air(req_len)
+                + TURNAROUND
+                + AIR_BYTE * MAC_ACK_BYTES
+                + DEVICE_PROCESSING
+                + CSMA
+                + air(rsp_len)
+        })
+    }
+
+    fn zdo_mgmt_lqi(&mut self, req: ZdoMgmtLqiReq, t: Instant) {
+        let ext_pan = self.config.extended_pan_id;
+        let table: Option<Vec<Neighbor>> = if req.dst_addr == 0x0000 {
+            Some(
+                self.devices
+                    .iter()
+                    .map(|d| Neighbor {
+                        extended_pan_id: ext_pan,
+                        ieee: d.ieee,
+                        nwk: d.nwk,
+                        device_type: d.logical_type(),
+                        rx_on_when_idle: 1,
+                        relationship: 1, // child
+                        permit_joining: 0,
+                        depth: 1,
+                        lqi: d.lqi,
+                    })
+                    .collect(),
+            )
+        } else {
+            match self.devices.iter().find(|d| d.nwk == req.dst_addr) {
+                Some(d) if d.logical_type() == logical_type::ROUTER => Some(vec![Neighbor {
+                    extended_pan_id: ext_pan,
+                    ieee: self.config.ieee,
+                    nwk: 0x0000,
+                    device_type: logical_type::COORDINATOR,
+                    rx_on_when_idle: 1,
+                    relationship: 0, // parent
+                    permit_joining: 0,
+                    depth: 0,
+                    lqi: d.lqi,
+                }]),
+                _ => None, // an end device keeps no neighbour table
+            }
+        };
+        let rsp = match table {
+            Some(all) => {
+                let page: Vec<Neighbor> = all
+                    .iter()
+                    .skip(usize::from(req.start_index))
+                    .take(LQI_PAGE)
+                    .cloned()
+                    .collect();
+                ZdoMgmtLqiCallback {
+                    src_addr: req.dst_addr,
+                    status: zdo_status::SUCCESS,
+                    neighbor_table_entries: u8::try_from(all.len()).unwrap_or(u8::MAX),
+                    start_index: req.start_index,
+                    neighbors: page,
+                }
+            }
+            None => ZdoMgmtLqiCallback {
+                src_addr: req.dst_addr,
+                status: zdo_status::NOT_SUPPORTED,
+                ..ZdoMgmtLqiCallback::default()
+            },
+        };
+        let rsp_len = 4 + rsp.neighbors.len() * 22;
+        if let Some(at) = self.zdo_answer_at(req.dst_addr, t, 2, rsp_len) {
+            self.send_at(at, rsp);
+        }
+    }
+
+    fn zdo_active_ep(&mut self, req: ZdoActiveEpReq, t: Instant) {
+        let endpoints: Option<Vec<u8>> = if req.dst_addr != req.nwk_addr_of_interest {
+            None
+        } else if req.dst_addr == 0x0000 {
+            Some(self.endpoints.keys().copied().collect())
+        } else {
+            self.devices
+                .iter()
+                .find(|d| d.nwk == req.dst_addr)
+                .map(|d| vec![d.endpoint])
+        };
+        let rsp = ZdoActiveEpCallback {
+            src_addr: req.dst_addr,
+            status: if endpoints.is_some() {
+                zdo_status::SUCCESS
+            } else {
+                zdo_status::DEVICE_NOT_FOUND
+            },
+            nwk_addr: req.nwk_addr_of_interest,
+            active_endpoints: endpoints.unwrap_or_default(),
+        };
+        let rsp_len = 5 + rsp.active_endpoints.len();
+        if let Some(at) = self.zdo_answer_at(req.dst_addr, t, 3, rsp_len) {
+            self.send_at(at, rsp);
+        }
+    }
+
+    fn zdo_simple_desc(&mut self, req: ZdoSimpleDescReq, t: Instant) {
+        let (status, descriptor) = if req.endpoint == 0 || req.endpoint > 240 {
+            (zdo_status::INVALID_EP, None)
+        } else if req.dst_addr != req.nwk_addr_of_interest {
+            (zdo_status::DEVICE_NOT_FOUND, None)
+        } else if req.dst_addr == 0x0000 {
+            match self.endpoints.get(&req.endpoint) {
+                Some(reg) => (
+                    zdo_status::SUCCESS,
+                    Some(SimpleDescriptor {
+                        endpoint: reg.endpoint,
+                        profile_id: reg.profile_id,
+                        device_id: reg.device_id,
+                        device_version: reg.device_version,
+                        input_clusters: reg.input_clusters.clone(),
+                        output_clusters: reg.output_clusters.clone(),
+                    }),
+                ),
+                None => (zdo_status::NOT_ACTIVE, None),
+            }
+        } else {
+            match self.devices.iter().find(|d| d.nwk == req.dst_addr) {
+                Some(d) if d.endpoint == req.endpoint => {
+                    (zdo_status::SUCCESS, Some(d.simple_descriptor()))
+                }
+                _ => (zdo_status::NOT_ACTIVE, None),
+            }
+        };
+        let rsp = ZdoSimpleDescCallback {
+            src_addr: req.dst_addr,
+            status,
+            nwk_addr: req.nwk_addr_of_interest,
+            descriptor,
+        };
+        if let Some(at) = self.zdo_answer_at(req.dst_addr, t, 4, 20) {
+            self.send_at(at, rsp);
         }
     }
 
@@ -1267,7 +1499,7 @@ impl Drop for EmulatorHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::znp::commands::{SysPingReq, UtilAssocFindDeviceReq};
+    use softbus::link::znp::commands::{SysPingReq, UtilAssocFindDeviceReq};
 
     #[test]
     fn nib_has_zstack_330_aligned_size() {
@@ -1299,6 +1531,41 @@ mod tests {
         assert_eq!(err.map(|e| e.error_code), Ok(rpc_error::INVALID_SUBSYSTEM));
         assert!(c.poll_transmit(later).is_some());
         assert!(c.poll_transmit(later).is_none());
+    }
+
+    #[test]
+    fn neighbour_table_pages_and_unknown_addresses_stay_silent() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(1);
+        let mut c = Coordinator::new(EmulatorConfig::default(), t0);
+        let answers = |c: &mut Coordinator, req: FrameRepr| {
+            c.handle_frame(&req, t0);
+            std::iter::from_fn(|| c.poll_transmit(later)).collect::<Vec<_>>()
+        };
+        let page = |start_index| {
+            ZdoMgmtLqiReq {
+                dst_addr: 0x0000,
+                start_index,
+            }
+            .to_frame()
+            .expect("frame")
+        };
+        let out = answers(&mut c, page(0));
+        assert_eq!(out.len(), 2, "SRSP and callback");
+        let table = ZdoMgmtLqiCallback::from_payload(&out[1].payload).expect("callback");
+        assert_eq!(
+            (table.neighbor_table_entries, table.neighbors.len()),
+            (2, 2)
+        );
+        let out = answers(&mut c, page(2));
+        let rest = ZdoMgmtLqiCallback::from_payload(&out[1].payload).expect("callback");
+        assert_eq!((rest.start_index, rest.neighbors.len()), (2, 0));
+        let nobody = ZdoActiveEpReq {
+            dst_addr: 0x1234,
+            nwk_addr_of_interest: 0x1234,
+        };
+        let out = answers(&mut c, nobody.to_frame().expect("frame"));
+        assert_eq!(out.len(), 1, "only the SRSP: {out:?}");
     }
 
     #[test]

@@ -87,7 +87,9 @@ fn main() -> ExitCode {
         if exit_on_eof {
             std::thread::spawn(move || {
                 let mut sink = [0u8; 256];
-                while matches!(std::io::Read::read(&mut std::io::stdin(), &mut sink), Ok(n) if n > 0) {}
+                while matches!(std::io::Read::read(&mut std::io::stdin(), &mut sink), Ok(n) if n > 0)
+                {
+                }
                 let _ = eof_tx.send(());
             });
         } else {

@@ -8,7 +8,7 @@
 //! little-endian; "short bytes" carry a one-byte length prefix, "long bytes" a two-byte one.
 //!
 //! Every payload type implements [`Payload`] (its header, `encode`, `decode`); each SREQ also
-//! implements [`Request`], which names its SRSP type so [`crate::znp::ZnpPort::call`] is typed.
+//! implements [`Request`], which names its SRSP type so [`crate::link::znp::ZnpPort::call`] is typed.
 //! [`Command`] is the sum of them all plus [`Command::Other`] for frames this module does not
 //! model, so [`Command::from_frame`] is total on well-formed frames and fails only on a known
 //! header with a malformed payload. Decoding never panics and rejects trailing bytes.
@@ -77,6 +77,34 @@ pub mod status {
     pub const NWK_NO_ROUTE: u8 = 0xCD;
     /// The MAC layer got no acknowledgement.
     pub const MAC_NO_ACK: u8 = 0xE9;
+}
+
+/// ZDO status codes in the `status` of ZDO callbacks (Zigbee spec 2.4.5).
+pub mod zdo_status {
+    /// Success.
+    pub const SUCCESS: u8 = 0x00;
+    /// The request type is not valid.
+    pub const INV_REQUESTTYPE: u8 = 0x80;
+    /// The addressed device is not known.
+    pub const DEVICE_NOT_FOUND: u8 = 0x81;
+    /// The endpoint is outside 1..=240.
+    pub const INVALID_EP: u8 = 0x82;
+    /// The endpoint has no simple descriptor.
+    pub const NOT_ACTIVE: u8 = 0x83;
+    /// The device does not support the request (an end device asked for its neighbours).
+    pub const NOT_SUPPORTED: u8 = 0x84;
+}
+
+/// Zigbee logical device types, as in [`Neighbor::device_type`].
+pub mod logical_type {
+    /// The coordinator.
+    pub const COORDINATOR: u8 = 0;
+    /// A router.
+    pub const ROUTER: u8 = 1;
+    /// An end device.
+    pub const END_DEVICE: u8 = 2;
+    /// Not known.
+    pub const UNKNOWN: u8 = 3;
 }
 
 /// `SYS_PING` capability bits (`MT_CAP_*`).
@@ -854,6 +882,267 @@ payload! {
     }
 }
 
+// ZDO requests to (remote) nodes: the SRSP only says the request was queued; the node's answer
+// comes later as an AREQ callback whose `src_addr` is the node that answered.
+
+payload! {
+    /// `ZDO_SIMPLE_DESC_REQ` (SREQ): ask a node for the simple descriptor of one endpoint.
+    ZdoSimpleDescReq = Sreq Zdo 0x04, "ZDO_SIMPLE_DESC_REQ" {
+        /// The node to ask.
+        dst_addr: u16 => u16,
+        /// The node the question is about (normally `dst_addr`).
+        nwk_addr_of_interest: u16 => u16,
+        /// The endpoint.
+        endpoint: u8 => u8,
+    }
+}
+
+payload! {
+    /// `ZDO_SIMPLE_DESC_REQ` (SRSP): the request was sent (or why not).
+    ZdoSimpleDescRsp = Srsp Zdo 0x04, "ZDO_SIMPLE_DESC_REQ_SRSP" {
+        /// Status.
+        status: u8 => u8,
+    }
+}
+request!(ZdoSimpleDescReq => ZdoSimpleDescRsp);
+
+payload! {
+    /// `ZDO_ACTIVE_EP_REQ` (SREQ): ask a node which endpoints it serves.
+    ZdoActiveEpReq = Sreq Zdo 0x05, "ZDO_ACTIVE_EP_REQ" {
+        /// The node to ask.
+        dst_addr: u16 => u16,
+        /// The node the question is about (normally `dst_addr`).
+        nwk_addr_of_interest: u16 => u16,
+    }
+}
+
+payload! {
+    /// `ZDO_ACTIVE_EP_REQ` (SRSP).
+    ZdoActiveEpRsp = Srsp Zdo 0x05, "ZDO_ACTIVE_EP_REQ_SRSP" {
+        /// Status.
+        status: u8 => u8,
+    }
+}
+request!(ZdoActiveEpReq => ZdoActiveEpRsp);
+
+payload! {
+    /// `ZDO_MGMT_LQI_REQ` (SREQ): ask a router (or the coordinator itself, 0x0000) for its
+    /// neighbour table, from `start_index` on.
+    ZdoMgmtLqiReq = Sreq Zdo 0x31, "ZDO_MGMT_LQI_REQ" {
+        /// The router to ask.
+        dst_addr: u16 => u16,
+        /// The first table entry wanted.
+        start_index: u8 => u8,
+    }
+}
+
+payload! {
+    /// `ZDO_MGMT_LQI_REQ` (SRSP).
+    ZdoMgmtLqiRsp = Srsp Zdo 0x31, "ZDO_MGMT_LQI_REQ_SRSP" {
+        /// Status.
+        status: u8 => u8,
+    }
+}
+request!(ZdoMgmtLqiReq => ZdoMgmtLqiRsp);
+
+/// A node's simple descriptor for one endpoint: its profile, device type and clusters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SimpleDescriptor {
+    /// The endpoint (1..=240).
+    pub endpoint: u8,
+    /// Application profile (0x0104 Home Automation).
+    pub profile_id: u16,
+    /// Device ID within the profile (0x0100 On/Off Light, 0x0302 Temperature Sensor...).
+    pub device_id: u16,
+    /// Device version.
+    pub device_version: u8,
+    /// Server clusters.
+    pub input_clusters: Vec<u16>,
+    /// Client clusters.
+    pub output_clusters: Vec<u16>,
+}
+
+/// `ZDO_SIMPLE_DESC_RSP` (AREQ): a node's answer to [`ZdoSimpleDescReq`]. The descriptor is
+/// preceded by its length, which is 0 (and the descriptor absent) when `status` is not success.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ZdoSimpleDescCallback {
+    /// The node that answered.
+    pub src_addr: u16,
+    /// [`zdo_status`].
+    pub status: u8,
+    /// The node the answer is about.
+    pub nwk_addr: u16,
+    /// The descriptor, when there is one.
+    pub descriptor: Option<SimpleDescriptor>,
+}
+
+impl Payload for ZdoSimpleDescCallback {
+    const HEADER: CommandHeader = hdr(Areq, Zdo, 0x84);
+    const NAME: &'static str = "ZDO_SIMPLE_DESC_RSP";
+    fn encode(&self, w: &mut Writer) {
+        w.u16(self.src_addr);
+        w.u8(self.status);
+        w.u16(self.nwk_addr);
+        let mut d = Writer::new(Self::NAME);
+        if let Some(desc) = &self.descriptor {
+            d.u8(desc.endpoint);
+            d.u16(desc.profile_id);
+            d.u16(desc.device_id);
+            d.u8(desc.device_version);
+            d.u16_list("input_clusters", &desc.input_clusters);
+            d.u16_list("output_clusters", &desc.output_clusters);
+        }
+        match d.finish() {
+            Ok(bytes) => w.short_bytes("simple_descriptor", &bytes),
+            Err(CommandError::FieldTooLong { field, len, .. }) => w.fail(field, len),
+            Err(_) => w.fail("simple_descriptor", 0),
+        }
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CommandError> {
+        let src_addr = r.u16("src_addr")?;
+        let status = r.u8("status")?;
+        let nwk_addr = r.u16("nwk_addr")?;
+        let bytes = r.short_bytes("simple_descriptor")?;
+        let descriptor = if bytes.is_empty() {
+            None
+        } else {
+            let mut d = Reader::new(&bytes, Self::NAME);
+            let desc = SimpleDescriptor {
+                endpoint: d.u8("endpoint")?,
+                profile_id: d.u16("profile_id")?,
+                device_id: d.u16("device_id")?,
+                device_version: d.u8("device_version")?,
+                input_clusters: d.u16_list("input_clusters")?,
+                output_clusters: d.u16_list("output_clusters")?,
+            };
+            d.finish()?;
+            Some(desc)
+        };
+        Ok(ZdoSimpleDescCallback {
+            src_addr,
+            status,
+            nwk_addr,
+            descriptor,
+        })
+    }
+}
+
+payload! {
+    /// `ZDO_ACTIVE_EP_RSP` (AREQ): a node's answer to [`ZdoActiveEpReq`].
+    ZdoActiveEpCallback = Areq Zdo 0x85, "ZDO_ACTIVE_EP_RSP" {
+        /// The node that answered.
+        src_addr: u16 => u16,
+        /// [`zdo_status`].
+        status: u8 => u8,
+        /// The node the answer is about.
+        nwk_addr: u16 => u16,
+        /// Its active endpoints.
+        active_endpoints: Vec<u8> => short_bytes,
+    }
+}
+
+/// One entry of a neighbour table (`ZDO_MGMT_LQI_RSP`): 22 bytes on the wire, the device
+/// type, receiver-on-when-idle and relationship packed into one byte.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Neighbor {
+    /// The neighbour's network's extended PAN ID.
+    pub extended_pan_id: Eui64,
+    /// Its IEEE address.
+    pub ieee: Eui64,
+    /// Its network address.
+    pub nwk: u16,
+    /// [`logical_type`] (2 bits).
+    pub device_type: u8,
+    /// 0 off, 1 on, 2 unknown (2 bits).
+    pub rx_on_when_idle: u8,
+    /// 0 parent, 1 child, 2 sibling, 3 none, 4 previous child (3 bits).
+    pub relationship: u8,
+    /// 0 not accepting joins, 1 accepting, 2 unknown (2 bits).
+    pub permit_joining: u8,
+    /// Its depth in the network tree.
+    pub depth: u8,
+    /// Link quality of the link to it.
+    pub lqi: u8,
+}
+
+/// The size of one [`Neighbor`] on the wire.
+pub const NEIGHBOR_LEN: usize = 22;
+
+/// `ZDO_MGMT_LQI_RSP` (AREQ): a router's answer to [`ZdoMgmtLqiReq`], one page of its
+/// neighbour table (Z-Stack sends at most three entries per page).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ZdoMgmtLqiCallback {
+    /// The router that answered.
+    pub src_addr: u16,
+    /// [`zdo_status`].
+    pub status: u8,
+    /// How many entries the whole table has.
+    pub neighbor_table_entries: u8,
+    /// The index of the first entry in this page.
+    pub start_index: u8,
+    /// The entries of this page.
+    pub neighbors: Vec<Neighbor>,
+}
+
+impl Payload for ZdoMgmtLqiCallback {
+    const HEADER: CommandHeader = hdr(Areq, Zdo, 0xB1);
+    const NAME: &'static str = "ZDO_MGMT_LQI_RSP";
+    fn encode(&self, w: &mut Writer) {
+        w.u16(self.src_addr);
+        w.u8(self.status);
+        w.u8(self.neighbor_table_entries);
+        w.u8(self.start_index);
+        match u8::try_from(self.neighbors.len()) {
+            Ok(n) => w.u8(n),
+            Err(_) => return w.fail("neighbors", self.neighbors.len()),
+        }
+        for n in &self.neighbors {
+            w.eui64(n.extended_pan_id);
+            w.eui64(n.ieee);
+            w.u16(n.nwk);
+            w.u8((n.device_type & 0x03)
+                | (n.rx_on_when_idle & 0x03) << 2
+                | (n.relationship & 0x07) << 4);
+            w.u8(n.permit_joining & 0x03);
+            w.u8(n.depth);
+            w.u8(n.lqi);
+        }
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CommandError> {
+        let src_addr = r.u16("src_addr")?;
+        let status = r.u8("status")?;
+        let neighbor_table_entries = r.u8("neighbor_table_entries")?;
+        let start_index = r.u8("start_index")?;
+        let count = r.u8("neighbor_count")?;
+        let mut neighbors = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let extended_pan_id = r.eui64("extended_pan_id")?;
+            let ieee = r.eui64("ieee")?;
+            let nwk = r.u16("nwk")?;
+            let packed = r.u8("device_type")?;
+            let permit_joining = r.u8("permit_joining")? & 0x03;
+            neighbors.push(Neighbor {
+                extended_pan_id,
+                ieee,
+                nwk,
+                device_type: packed & 0x03,
+                rx_on_when_idle: (packed >> 2) & 0x03,
+                relationship: (packed >> 4) & 0x07,
+                permit_joining,
+                depth: r.u8("depth")?,
+                lqi: r.u8("lqi")?,
+            });
+        }
+        Ok(ZdoMgmtLqiCallback {
+            src_addr,
+            status,
+            neighbor_table_entries,
+            start_index,
+            neighbors,
+        })
+    }
+}
+
 // ---- AF ----------------------------------------------------------------------------------
 
 payload! {
@@ -1177,6 +1466,15 @@ commands! {
     ZdoStartupFromAppReq,
     ZdoStartupFromAppRsp,
     ZdoStateChangeInd,
+    ZdoSimpleDescReq,
+    ZdoSimpleDescRsp,
+    ZdoActiveEpReq,
+    ZdoActiveEpRsp,
+    ZdoMgmtLqiReq,
+    ZdoMgmtLqiRsp,
+    ZdoSimpleDescCallback,
+    ZdoActiveEpCallback,
+    ZdoMgmtLqiCallback,
     AfRegisterReq,
     AfRegisterRsp,
     AfDataRequestReq,
@@ -1223,6 +1521,60 @@ mod tests {
             [0x02, 0x01, 0x02, 0x07, 0x01, 0x3B, 0x89, 0x34, 0x01, 0x00, 0xFF, 0xFF, 0xFF, 0xFF]
         );
         assert_eq!(SysVersionRsp::from_payload(&payload), Ok(rsp));
+    }
+
+    #[test]
+    fn zdo_callbacks_match_zstack_layout() {
+        let lqi = ZdoMgmtLqiCallback {
+            src_addr: 0x0000,
+            status: zdo_status::SUCCESS,
+            neighbor_table_entries: 1,
+            start_index: 0,
+            neighbors: vec![Neighbor {
+                extended_pan_id: Eui64(0xDDDD_DDDD_DDDD_DDDD),
+                ieee: Eui64(0x0017_8801_0203_0405),
+                nwk: 0x4F21,
+                device_type: logical_type::ROUTER,
+                rx_on_when_idle: 1,
+                relationship: 1,
+                permit_joining: 0,
+                depth: 1,
+                lqi: 180,
+            }],
+        };
+        let payload = lqi.to_payload().expect("encodes");
+        assert_eq!(payload.len(), 6 + NEIGHBOR_LEN);
+        // Router (1) | rx on (1 << 2) | child (1 << 4).
+        assert_eq!(&payload[6 + 18..], [0x15, 0x00, 0x01, 180]);
+        assert_eq!(ZdoMgmtLqiCallback::from_payload(&payload), Ok(lqi));
+        assert!(ZdoMgmtLqiCallback::from_payload(&payload[..payload.len() - 1]).is_err());
+
+        let desc = ZdoSimpleDescCallback {
+            src_addr: 0x4F21,
+            status: zdo_status::SUCCESS,
+            nwk_addr: 0x4F21,
+            descriptor: Some(SimpleDescriptor {
+                endpoint: 1,
+                profile_id: 0x0104,
+                device_id: 0x0100,
+                device_version: 1,
+                input_clusters: vec![0x0000, 0x0006],
+                output_clusters: vec![],
+            }),
+        };
+        let payload = desc.to_payload().expect("encodes");
+        assert_eq!(
+            payload,
+            [0x21, 0x4F, 0x00, 0x21, 0x4F, 12, 1, 0x04, 0x01, 0x00, 0x01, 1, 2, 0, 0, 6, 0, 0]
+        );
+        assert_eq!(ZdoSimpleDescCallback::from_payload(&payload), Ok(desc));
+        let refused = [0x21, 0x4F, zdo_status::NOT_ACTIVE, 0x21, 0x4F, 0];
+        assert_eq!(
+            ZdoSimpleDescCallback::from_payload(&refused).map(|d| d.descriptor),
+            Ok(None)
+        );
+        // A descriptor length that overstates what follows is an error, not a panic.
+        assert!(ZdoSimpleDescCallback::from_payload(&[0, 0, 0, 0, 0, 9, 1]).is_err());
     }
 
     #[test]

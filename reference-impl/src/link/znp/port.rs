@@ -34,8 +34,8 @@ pub const DEFAULT_SREQ_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum PortError {
     /// The serial port could not be opened.
     #[error(
-        "cannot open serial port {path} at {baud} baud: {source}; check the rig's serial path, \
-         that the device is plugged in, and that no other program holds the port"
+        "cannot open serial port {path} at {baud} baud: {source}; check the configured serial \
+         path, that the device is plugged in, and that no other program holds the port"
     )]
     Open {
         /// The port path.
