@@ -292,7 +292,10 @@ impl<'a> Ctx<'a> {
             )));
         }
         let wait = self.timeout().max(Duration::from_secs(60));
-        println!("\n>>> OPERATOR: please {action}, then press Enter (within {} s)", wait.as_secs());
+        println!(
+            "\n>>> OPERATOR: please {action}, then press Enter (within {} s)",
+            wait.as_secs()
+        );
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();
@@ -304,7 +307,10 @@ impl<'a> Ctx<'a> {
                 self.note(format!("operator confirmed: {action}"));
                 Ok(())
             }
-            Err(_) => Err(StepError::Timeout(wait, format!("the operator to {action}"))),
+            Err(_) => Err(StepError::Timeout(
+                wait,
+                format!("the operator to {action}"),
+            )),
         }
     }
 

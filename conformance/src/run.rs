@@ -237,7 +237,7 @@ impl Session {
         // A DUT that died during the case fails it; the next case relaunches it.
         if let Some(status) = self.dut.exited() {
             outcome.fail(
-                "ERR-1",
+                "ERR-6",
                 "the DUT keeps running whatever it receives",
                 format!("the DUT process exited during the case ({status})"),
             );

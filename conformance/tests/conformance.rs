@@ -21,9 +21,11 @@ fn main() {
         .unwrap_or_else(|| workspace_root().join("rigs/virtual.toml"));
     let cases = softbus_conformance::cases::all();
     // PICS decide NA before anything is launched.
-    let pics = Rig::load(&rig_path)
-        .ok()
-        .and_then(|r| r.select_dut(None).ok().and_then(|d| r.require_pics(&d.name).ok()));
+    let pics = Rig::load(&rig_path).ok().and_then(|r| {
+        r.select_dut(None)
+            .ok()
+            .and_then(|d| r.require_pics(&d.name).ok())
+    });
     let session: Arc<Mutex<Option<Result<Session, String>>>> = Arc::new(Mutex::new(None));
     let trials = cases
         .into_iter()
@@ -41,8 +43,12 @@ fn main() {
                 // One DUT for the whole binary: cases run one at a time against it.
                 let mut guard = session.lock().unwrap_or_else(|p| p.into_inner());
                 if guard.is_none() {
-                    let dir = std::env::temp_dir().join(format!("softbus-conformance-{}", std::process::id()));
-                    *guard = Some(Session::open(&rig_path, None, None, &dir, 0x5eed).map_err(|e| e.to_string()));
+                    let dir = std::env::temp_dir()
+                        .join(format!("softbus-conformance-{}", std::process::id()));
+                    *guard = Some(
+                        Session::open(&rig_path, None, None, &dir, 0x5eed)
+                            .map_err(|e| e.to_string()),
+                    );
                 }
                 let s = match guard.as_mut() {
                     Some(Ok(s)) => s,

@@ -12,7 +12,11 @@ fn every_must_has_a_case() {
         uncovered.is_empty(),
         "MUSTs without a case: {uncovered:?}\nRun `cargo xtask spec-coverage` for the matrix."
     );
-    assert!(m.unknown.is_empty(), "cases name undefined requirements: {:?}", m.unknown);
+    assert!(
+        m.unknown.is_empty(),
+        "cases name undefined requirements: {:?}",
+        m.unknown
+    );
 }
 
 #[test]
@@ -36,6 +40,11 @@ fn case_ids_are_unique_and_well_formed() {
             c.id
         );
         assert!(!c.requirements.is_empty(), "{} names no requirement", c.id);
-        assert!(softbus_harness::pics::Expr::parse(c.pics).is_ok(), "{}: bad PICS {}", c.id, c.pics);
+        assert!(
+            softbus_harness::pics::Expr::parse(c.pics).is_ok(),
+            "{}: bad PICS {}",
+            c.id,
+            c.pics
+        );
     }
 }

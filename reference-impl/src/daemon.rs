@@ -364,11 +364,21 @@ pub async fn run(
                     tracing::debug!(handle = done.handle, %e, "late bridge completion dropped");
                 }
             }
-            Some(f) = tcp_rx.recv() => {
-                ep.handle_datagram(Instant::now(), LinkAddr::Ip(f.from), &f.data);
-            }
             Some((peer, w)) = tcp_new_rx.recv() => {
                 tcp_writers.insert(peer, w);
+            }
+            Some(f) = tcp_rx.recv() => {
+                // A new link's writer travels on another channel: register it before answering
+                // its first frame, or the answer would go out on UDP (spec FRAME-2).
+                while !tcp_writers.contains_key(&f.from) {
+                    match tcp_new_rx.try_recv() {
+                        Ok((peer, w)) => {
+                            tcp_writers.insert(peer, w);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                ep.handle_datagram(Instant::now(), LinkAddr::Ip(f.from), &f.data);
             }
             r = recv_opt(coap_mc.as_ref(), &mut mc_buf) => {
                 if let Ok((n, from)) = r {

@@ -1860,22 +1860,17 @@ impl Endpoint {
     }
 
     fn on_hs3(&mut self, now: Instant, from: LinkAddr, local_id: u32, noise: &[u8]) {
-        match self.conns.get(&local_id) {
+        // Only a handshake waiting for HANDSHAKE_3 takes one. A repeat on an established
+        // connection is dropped (spec HS-18): the initiator stops repeating once our next record
+        // (a heartbeat at the latest) reaches it.
+        if !matches!(
+            self.conns.get(&local_id),
             Some(Conn {
                 state: ConnState::AwaitHs3 { .. },
                 ..
-            }) => {}
-            Some(Conn {
-                state: ConnState::Established(_),
-                initiator: false,
-                ..
-            }) => {
-                // The initiator repeats HANDSHAKE_3 until it hears from us: our first record
-                // was lost, so speak again (spec HS-7). The connection itself is untouched.
-                self.send_unreliable(now, local_id, MsgBody::Heartbeat);
-                return;
-            }
-            _ => return,
+            })
+        ) {
+            return;
         }
         let Some(mut conn) = self.conns.remove(&local_id) else {
             return;

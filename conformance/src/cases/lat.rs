@@ -175,7 +175,10 @@ fn round_trips(ctx: &mut Ctx<'_>, kind: ChannelKind) -> Result<(), StepError> {
             ctx.check(
                 "SESS-23",
                 Duration::from_micros(p.p99_us) <= bound,
-                format!("p99 round trip at most {} ms (PIXIT latency_bound_ms)", bound.as_millis()),
+                format!(
+                    "p99 round trip at most {} ms (PIXIT latency_bound_ms)",
+                    bound.as_millis()
+                ),
                 format!(
                     "p99 {:.3} ms (p50 {:.3} ms, max {:.3} ms, {} samples)",
                     p.p99_us as f64 / 1000.0,

@@ -80,7 +80,13 @@ pub struct PairOutcome {
 
 impl LowerTester {
     /// Bind a socket on `local` (use port 0) to talk to `dut`.
-    pub fn new(local: SocketAddr, dut: SocketAddr, identity: Identity, seed: u64, timeout: Duration) -> Result<LowerTester, StepError> {
+    pub fn new(
+        local: SocketAddr,
+        dut: SocketAddr,
+        identity: Identity,
+        seed: u64,
+        timeout: Duration,
+    ) -> Result<LowerTester, StepError> {
         let sock = UdpSocket::bind(local)?;
         Ok(LowerTester {
             sock,
@@ -100,7 +106,9 @@ impl LowerTester {
 
     /// The tester's local address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.sock
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// Random u32 (non-zero).
@@ -135,7 +143,8 @@ impl LowerTester {
             if left.is_zero() {
                 return Ok(None);
             }
-            self.sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
             match self.sock.recv_from(&mut buf) {
                 Ok((n, from)) if from == self.dut => {
                     let b = buf[..n].to_vec();
@@ -147,14 +156,26 @@ impl LowerTester {
                     return Ok(Some(b));
                 }
                 Ok(_) => continue, // someone else: not our DUT
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return Ok(None),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
     /// Wait for a frame that parses and satisfies `pred`; other frames are skipped.
-    pub fn expect_frame(&mut self, timeout: Duration, what: &str, pred: impl Fn(&Frame) -> bool) -> Result<Frame, StepError> {
+    pub fn expect_frame(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Frame) -> bool,
+    ) -> Result<Frame, StepError> {
         let end = Instant::now() + timeout;
         loop {
             let left = end.saturating_duration_since(Instant::now());
@@ -182,7 +203,9 @@ impl LowerTester {
         let pairing_id = self.random_u32();
         let (spake, msg_a) = crypto::spake2_start_a(pin, &mut self.rng);
         let Ok(spake_msg) = <[u8; SPAKE2_MSG_LEN]>::try_from(msg_a.as_slice()) else {
-            return Err(StepError::Unexpected("SPAKE2 message is not 33 bytes".into()));
+            return Err(StepError::Unexpected(
+                "SPAKE2 message is not 33 bytes".into(),
+            ));
         };
         self.send_frame(&Frame {
             conn_id: 0,
@@ -213,9 +236,9 @@ impl LowerTester {
             } => (static_key, spake_msg, confirm),
             _ => return Err(StepError::Unexpected("unexpected pairing frame".into())),
         };
-        let key = spake
-            .finish(&msg_b)
-            .map_err(|e| StepError::Unexpected(format!("DUT's SPAKE2 message is invalid: {e:?}")))?;
+        let key = spake.finish(&msg_b).map_err(|e| {
+            StepError::Unexpected(format!("DUT's SPAKE2 message is invalid: {e:?}"))
+        })?;
         let tr = PairingTranscript::new(key, self.identity.public(), &dut_static, &msg_a, &msg_b);
         let responder_confirm_ok = ct_eq(&tr.responder_confirm(), &confirm_b);
         if !responder_confirm_ok && !confirm_anyway {
@@ -241,7 +264,11 @@ impl LowerTester {
                 confirm: tr.initiator_confirm(),
             },
         })?;
-        let res = self.expect_frame(t, "PAIR_RESULT", |f| matches!(&f.body, Body::PairResult { pairing_id: p, .. } if *p == pairing_id))?;
+        let res = self.expect_frame(
+            t,
+            "PAIR_RESULT",
+            |f| matches!(&f.body, Body::PairResult { pairing_id: p, .. } if *p == pairing_id),
+        )?;
         let Body::PairResult { status, mac, .. } = res.body else {
             return Err(StepError::Unexpected("not a PAIR_RESULT".into()));
         };
@@ -257,7 +284,11 @@ impl LowerTester {
 
     /// Run a Noise XX handshake as initiator. `prologue` overrides the spec's prologue (to test
     /// version binding); `tamper_hs3` flips a bit of HANDSHAKE_3.
-    pub fn handshake_with(&mut self, prologue: Option<&[u8]>, tamper_hs3: bool) -> Result<Result<SecureConn, Code>, StepError> {
+    pub fn handshake_with(
+        &mut self,
+        prologue: Option<&[u8]>,
+        tamper_hs3: bool,
+    ) -> Result<Result<SecureConn, Code>, StepError> {
         self.handshake_opts(&HsOpts {
             prologue: prologue.map(<[u8]>::to_vec),
             tamper_hs3,
@@ -295,7 +326,11 @@ impl LowerTester {
         self.send_frame(&hs1)?;
         let t = self.timeout;
         let f = self.expect_frame(t, "HANDSHAKE_2 or HANDSHAKE_REJECT", |f| {
-            f.conn_id == local_id && matches!(f.body, Body::Handshake2 { .. } | Body::HandshakeReject { .. })
+            f.conn_id == local_id
+                && matches!(
+                    f.body,
+                    Body::Handshake2 { .. } | Body::HandshakeReject { .. }
+                )
         })?;
         let (remote_id, noise) = match f.body {
             Body::HandshakeReject { code } => return Ok(Err(code)),
@@ -314,11 +349,15 @@ impl LowerTester {
             });
         }
         let mut payload = [0u8; 1024];
-        let n = hs
-            .read_message(&noise, &mut payload)
-            .map_err(|e| StepError::Unexpected(format!("DUT's HANDSHAKE_2 does not verify: {e}")))?;
-        let hello = parse_hello(&payload[..n])
-            .ok_or_else(|| StepError::Unexpected(format!("DUT's HELLO is malformed: {}", hex::encode(&payload[..n]))))?;
+        let n = hs.read_message(&noise, &mut payload).map_err(|e| {
+            StepError::Unexpected(format!("DUT's HANDSHAKE_2 does not verify: {e}"))
+        })?;
+        let hello = parse_hello(&payload[..n]).ok_or_else(|| {
+            StepError::Unexpected(format!(
+                "DUT's HELLO is malformed: {}",
+                hex::encode(&payload[..n])
+            ))
+        })?;
         let dut_static: [u8; 32] = hs
             .get_remote_static()
             .and_then(|k| k.try_into().ok())
@@ -340,17 +379,36 @@ impl LowerTester {
         if let Some(d) = o.hs3_delay {
             std::thread::sleep(d);
         }
+        if let Some(mut stray) = o.pre_hs3.clone() {
+            if stray.len() >= 6 {
+                stray[2..6].copy_from_slice(&remote_id.to_be_bytes());
+            }
+            self.send_raw(&stray)?;
+        }
         self.send_frame(&hs3_frame)?;
         // The responder answers a completed handshake with a HEARTBEAT record (or rejects it):
         // wait for either before calling the connection established.
-        let first = self.expect_frame(t, "the DUT's first RECORD or HANDSHAKE_REJECT after HANDSHAKE_3", |f| {
-            f.conn_id == local_id && matches!(f.body, Body::Record { .. } | Body::HandshakeReject { .. })
-        })?;
+        let first = self.expect_frame(
+            t,
+            "the DUT's first RECORD or HANDSHAKE_REJECT after HANDSHAKE_3",
+            |f| {
+                f.conn_id == local_id
+                    && matches!(f.body, Body::Record { .. } | Body::HandshakeReject { .. })
+            },
+        )?;
         if let Body::HandshakeReject { code } = first.body {
             return Ok(Err(code));
         }
         let (k_i2r, k_r2i) = hs.dangerously_get_raw_split();
-        let mut conn = self.secure_conn(local_id, remote_id, RecordKey::new(k_i2r), RecordKey::new(k_r2i), dut_static, hello, 2)?;
+        let mut conn = self.secure_conn(
+            local_id,
+            remote_id,
+            RecordKey::new(k_i2r),
+            RecordKey::new(k_r2i),
+            dut_static,
+            hello,
+            2,
+        )?;
         conn.preload.push_back(first.to_vec());
         conn.hs3 = Some(hs3_frame.to_vec());
         Ok(Ok(conn))
@@ -360,7 +418,9 @@ impl LowerTester {
     pub fn handshake(&mut self) -> Result<SecureConn, StepError> {
         match self.handshake_with(None, false)? {
             Ok(c) => Ok(c),
-            Err(code) => Err(StepError::Unexpected(format!("DUT rejected the handshake with {code}"))),
+            Err(code) => Err(StepError::Unexpected(format!(
+                "DUT rejected the handshake with {code}"
+            ))),
         }
     }
 
@@ -380,10 +440,16 @@ impl LowerTester {
     /// [`StepError::Timeout`], while a DUT that stays silent after HANDSHAKE_2 is
     /// `Accepted { hs3: None, reject: None, .. }` for the case to judge.
     pub fn accept_handshake(&mut self, o: &AcceptOpts) -> Result<Accepted, StepError> {
-        let f = self.expect_frame(o.wait_hs1, "the DUT's HANDSHAKE_1", |f| matches!(f.body, Body::Handshake1 { .. }))?;
+        let f = self.expect_frame(o.wait_hs1, "the DUT's HANDSHAKE_1", |f| {
+            matches!(f.body, Body::Handshake1 { .. })
+        })?;
         let hs1 = f.to_vec();
         let hs1_at = Instant::now();
-        let Body::Handshake1 { sender_conn_id, noise } = f.body else {
+        let Body::Handshake1 {
+            sender_conn_id,
+            noise,
+        } = f.body
+        else {
             return Err(StepError::Unexpected("unreachable frame".into()));
         };
         let mut out = Accepted {
@@ -419,8 +485,11 @@ impl LowerTester {
             .build_responder()
             .map_err(|e| StepError::Unexpected(format!("noise: {e}")))?;
         let mut payload = [0u8; 1024];
-        hs.read_message(&noise, &mut payload)
-            .map_err(|e| StepError::Unexpected(format!("DUT's HANDSHAKE_1 does not parse as Noise message 1: {e}")))?;
+        hs.read_message(&noise, &mut payload).map_err(|e| {
+            StepError::Unexpected(format!(
+                "DUT's HANDSHAKE_1 does not parse as Noise message 1: {e}"
+            ))
+        })?;
         let my_hello = o.hello.clone().unwrap_or_else(|| self.hello());
         let mut buf = [0u8; 1024];
         let n = hs
@@ -435,6 +504,12 @@ impl LowerTester {
         }
         .to_vec();
         out.hs2 = hs2.clone();
+        if let Some(mut stray) = o.pre_hs2.clone() {
+            if stray.len() >= 6 {
+                stray[2..6].copy_from_slice(&sender_conn_id.to_be_bytes());
+            }
+            self.send_raw(&stray)?;
+        }
         let mut sent = hs2;
         if o.tamper_hs2 {
             if let Some(b) = sent.last_mut() {
@@ -443,7 +518,11 @@ impl LowerTester {
         }
         self.send_raw(&sent)?;
         let Ok(f) = self.expect_frame(o.wait_hs3, "HANDSHAKE_3 or HANDSHAKE_REJECT", |f| {
-            f.conn_id == local_id && matches!(f.body, Body::Handshake3 { .. } | Body::HandshakeReject { .. })
+            f.conn_id == local_id
+                && matches!(
+                    f.body,
+                    Body::Handshake3 { .. } | Body::HandshakeReject { .. }
+                )
         }) else {
             return Ok(out);
         };
@@ -461,9 +540,9 @@ impl LowerTester {
             // A DUT that answers a tampered HANDSHAKE_2 cannot be followed further.
             return Ok(out);
         }
-        let n = hs
-            .read_message(&noise, &mut payload)
-            .map_err(|e| StepError::Unexpected(format!("DUT's HANDSHAKE_3 does not verify: {e}")))?;
+        let n = hs.read_message(&noise, &mut payload).map_err(|e| {
+            StepError::Unexpected(format!("DUT's HANDSHAKE_3 does not verify: {e}"))
+        })?;
         out.hello_raw = payload[..n].to_vec();
         let hello = parse_hello(&payload[..n]).unwrap_or(Hello {
             hb_ms: 0,
@@ -475,7 +554,15 @@ impl LowerTester {
             .and_then(|k| k.try_into().ok())
             .ok_or_else(|| StepError::Unexpected("no remote static key".into()))?;
         let (k_i2r, k_r2i) = hs.dangerously_get_raw_split();
-        let mut conn = self.secure_conn(local_id, sender_conn_id, RecordKey::new(k_r2i), RecordKey::new(k_i2r), dut_static, hello, 1)?;
+        let mut conn = self.secure_conn(
+            local_id,
+            sender_conn_id,
+            RecordKey::new(k_r2i),
+            RecordKey::new(k_i2r),
+            dut_static,
+            hello,
+            1,
+        )?;
         if o.first_record {
             conn.send(MsgBody::Heartbeat, false)?;
         }
@@ -536,6 +623,9 @@ pub struct HsOpts {
     pub repeat_hs1: bool,
     /// Wait this long before sending HANDSHAKE_3.
     pub hs3_delay: Option<Duration>,
+    /// A raw frame sent just before HANDSHAKE_3, its header conn_id (bytes 2..6) replaced by
+    /// the responder's connection ID (a stray frame for the half-open handshake).
+    pub pre_hs3: Option<Vec<u8>>,
 }
 
 /// Knobs of [`LowerTester::accept_handshake`] (the tester as responder).
@@ -553,6 +643,9 @@ pub struct AcceptOpts {
     pub reject_with: Option<Code>,
     /// Send the responder's first RECORD (a HEARTBEAT) once HANDSHAKE_3 verified.
     pub first_record: bool,
+    /// A raw frame sent just before HANDSHAKE_2, its header conn_id (bytes 2..6) replaced by
+    /// the DUT's connection ID (a stray frame for the handshake awaiting HANDSHAKE_2).
+    pub pre_hs2: Option<Vec<u8>>,
 }
 
 impl Default for AcceptOpts {
@@ -564,6 +657,7 @@ impl Default for AcceptOpts {
             tamper_hs2: false,
             reject_with: None,
             first_record: true,
+            pre_hs2: None,
         }
     }
 }
@@ -750,12 +844,20 @@ impl SecureConn {
             return Ok(Some(f));
         }
         let mut buf = vec![0u8; 65536];
-        self.sock.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        self.sock
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
         loop {
             match self.sock.recv_from(&mut buf) {
                 Ok((n, from)) if from == self.dut => return Ok(Some(buf[..n].to_vec())),
                 Ok(_) => continue,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return Ok(None),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -773,7 +875,12 @@ impl SecureConn {
             self.non_records.push(raw);
             return Ok(true);
         };
-        let Body::Record { epoch, seq, ciphertext } = &frame.body else {
+        let Body::Record {
+            epoch,
+            seq,
+            ciphertext,
+        } = &frame.body
+        else {
             self.non_records.push(raw);
             return Ok(true);
         };
@@ -788,7 +895,9 @@ impl SecureConn {
         } else {
             self.rx_prev.clone().filter(|k| k.epoch == *epoch)
         };
-        let opened = key.as_ref().and_then(|k| k.open(self.local_id, *seq, ciphertext).ok());
+        let opened = key
+            .as_ref()
+            .and_then(|k| k.open(self.local_id, *seq, ciphertext).ok());
         self.records.push(RecordSeen {
             from_dut: true,
             epoch: *epoch,
@@ -824,7 +933,10 @@ impl SecureConn {
             self.inbox.push_back(msg);
             self.rx_next += 1;
             while let Some(b) = self.rx_buf.remove(&self.rx_next) {
-                self.inbox.push_back(Message { rseq: self.rx_next, body: b });
+                self.inbox.push_back(Message {
+                    rseq: self.rx_next,
+                    body: b,
+                });
                 self.rx_next += 1;
             }
         } else if msg.rseq > self.rx_next {
@@ -839,7 +951,12 @@ impl SecureConn {
 
     /// Wait for a message whose body satisfies `pred`; others stay in the inbox for later
     /// `expect` calls (heartbeats and ACKs are discarded).
-    pub fn expect(&mut self, timeout: Duration, what: &str, pred: impl Fn(&MsgBody) -> bool) -> Result<Message, StepError> {
+    pub fn expect(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&MsgBody) -> bool,
+    ) -> Result<Message, StepError> {
         let end = Instant::now() + timeout;
         loop {
             if let Some(i) = self.inbox.iter().position(|m| pred(&m.body)) {
@@ -890,7 +1007,12 @@ impl SecureConn {
     }
 
     /// Open a session; `Ok(Ok(id))` when accepted, `Ok(Err(code))` when rejected.
-    pub fn open_session(&mut self, service: &str, kind: ChannelKind, qos: Qos) -> Result<Result<u32, Code>, StepError> {
+    pub fn open_session(
+        &mut self,
+        service: &str,
+        kind: ChannelKind,
+        qos: Qos,
+    ) -> Result<Result<u32, Code>, StepError> {
         let id = self.next_session;
         self.next_session += 2;
         self.send_reliable(MsgBody::SessionOpen {
@@ -915,10 +1037,17 @@ impl SecureConn {
     }
 
     /// Send one message on a session, fragmented; reliable unless `kind` is stream.
-    pub fn send_data(&mut self, session_id: u32, msg_id: u32, data: &[u8], kind: ChannelKind) -> Result<(), StepError> {
+    pub fn send_data(
+        &mut self,
+        session_id: u32,
+        msg_id: u32,
+        data: &[u8],
+        kind: ChannelKind,
+    ) -> Result<(), StepError> {
         let max = self.max_fragment();
         let count = data.len().div_ceil(max).max(1);
-        let count = u16::try_from(count).map_err(|_| StepError::Unexpected("message too large to fragment".into()))?;
+        let count = u16::try_from(count)
+            .map_err(|_| StepError::Unexpected("message too large to fragment".into()))?;
         for i in 0..count {
             let s = i as usize * max;
             let e = (s + max).min(data.len());
@@ -949,7 +1078,11 @@ impl SecureConn {
         let mut parts: BTreeMap<(u32, u16), Vec<u8>> = BTreeMap::new();
         loop {
             let left = end.saturating_duration_since(Instant::now());
-            let m = self.expect(left, "DATA", |b| matches!(b, MsgBody::Data { session_id: s, .. } if *s == session_id))?;
+            let m = self.expect(
+                left,
+                "DATA",
+                |b| matches!(b, MsgBody::Data { session_id: s, .. } if *s == session_id),
+            )?;
             if let MsgBody::Data {
                 msg_id,
                 frag_index,
@@ -973,7 +1106,13 @@ impl SecureConn {
     }
 
     /// Ask for a permission; returns `(result, grant_id, expires_in_ms)`.
-    pub fn request_permission(&mut self, capability: &str, scope: Scope, duration_s: u32, timeout: Duration) -> Result<(PermResult, u32, u32), StepError> {
+    pub fn request_permission(
+        &mut self,
+        capability: &str,
+        scope: Scope,
+        duration_s: u32,
+        timeout: Duration,
+    ) -> Result<(PermResult, u32, u32), StepError> {
         let req_id = self.next_rseq.wrapping_mul(7919);
         self.send_reliable(MsgBody::PermRequest {
             req_id,
@@ -981,7 +1120,11 @@ impl SecureConn {
             duration_s,
             capability: capability.to_string(),
         })?;
-        let m = self.expect(timeout, "PERM_RESPONSE", |b| matches!(b, MsgBody::PermResponse { req_id: r, .. } if *r == req_id))?;
+        let m = self.expect(
+            timeout,
+            "PERM_RESPONSE",
+            |b| matches!(b, MsgBody::PermResponse { req_id: r, .. } if *r == req_id),
+        )?;
         match m.body {
             MsgBody::PermResponse {
                 result,
@@ -994,7 +1137,12 @@ impl SecureConn {
     }
 
     /// Use a capability; returns `(status, result)`.
-    pub fn invoke(&mut self, capability: &str, grant_id: u32, args: &[u8]) -> Result<(Code, Vec<u8>), StepError> {
+    pub fn invoke(
+        &mut self,
+        capability: &str,
+        grant_id: u32,
+        args: &[u8],
+    ) -> Result<(Code, Vec<u8>), StepError> {
         let req_id = self.next_rseq.wrapping_mul(104729);
         self.send_reliable(MsgBody::CapInvoke {
             req_id,
@@ -1003,7 +1151,11 @@ impl SecureConn {
             args: args.to_vec(),
         })?;
         let t = self.timeout;
-        let m = self.expect(t, "CAP_RESULT", |b| matches!(b, MsgBody::CapResult { req_id: r, .. } if *r == req_id))?;
+        let m = self.expect(
+            t,
+            "CAP_RESULT",
+            |b| matches!(b, MsgBody::CapResult { req_id: r, .. } if *r == req_id),
+        )?;
         match m.body {
             MsgBody::CapResult { status, result, .. } => Ok((status, result)),
             _ => Err(StepError::Unexpected("not a CAP_RESULT".into())),
@@ -1041,12 +1193,6 @@ impl SecureConn {
         let ack = self.rx_next;
         self.send(MsgBody::Ack { next_expected: ack }, false)?;
         Ok(ack)
-    }
-
-    /// Forget the reliable messages the tester would retransmit (for cases that number
-    /// messages themselves and must not be disturbed by retransmissions).
-    pub fn forget_unacked(&mut self) {
-        self.unacked.clear();
     }
 
     /// The tester's local address of this connection.

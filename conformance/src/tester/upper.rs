@@ -36,7 +36,9 @@ impl Upper {
                     return Ok(u);
                 }
                 Err(e) if Instant::now() >= end => {
-                    return Err(StepError::Io(format!("control channel {addr} does not answer: {e}")))
+                    return Err(StepError::Io(format!(
+                        "control channel {addr} does not answer: {e}"
+                    )))
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
@@ -82,7 +84,9 @@ impl Upper {
             return Err(StepError::Io("control channel closed by the DUT".into()));
         }
         self.transcript.push(format!("<- {}", resp.trim_end()));
-        serde_json::from_str(&resp).map_err(|e| StepError::Unexpected(format!("control response is not JSON ({e}): {resp:?}")))
+        serde_json::from_str(&resp).map_err(|e| {
+            StepError::Unexpected(format!("control response is not JSON ({e}): {resp:?}"))
+        })
     }
 
     /// Send a request; an error response becomes `StepError::Unexpected`.
@@ -90,7 +94,10 @@ impl Upper {
         let op = req["op"].clone();
         let r = self.raw(req)?;
         if r["ok"] != json!(true) {
-            return Err(StepError::Unexpected(format!("control op {op} failed: {}", r["error"])));
+            return Err(StepError::Unexpected(format!(
+                "control op {op} failed: {}",
+                r["error"]
+            )));
         }
         Ok(r["result"].clone())
     }
@@ -111,7 +118,12 @@ impl Upper {
     }
 
     /// Wait for an event matching `pred` (events before it are consumed).
-    pub fn wait_event(&mut self, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value, StepError> {
+    pub fn wait_event(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value, StepError> {
         let end = Instant::now() + timeout;
         loop {
             let r = self.call(json!({"op": "events", "after": self.last_event}))?;
