@@ -235,12 +235,33 @@ impl Session {
         drop(ctx);
 
         // A DUT that died during the case fails it; the next case relaunches it.
-        if let Some(status) = self.dut.exited() {
-            outcome.fail(
+        // The broken control channel or socket errors that follow a crash are the DUT's doing,
+        // not the rig's: rebuild the verdict as FAIL, keeping what the case found before.
+        let grace = if outcome.verdict() == Verdict::Error {
+            std::time::Duration::from_millis(500)
+        } else {
+            std::time::Duration::ZERO
+        };
+        if let Some(status) = self.dut.exited_within(grace) {
+            let mut crashed = CaseOutcome::new();
+            for f in outcome.failures() {
+                crashed.fail(
+                    f.requirement.clone(),
+                    f.expected.clone(),
+                    f.observed.clone(),
+                );
+            }
+            let earlier = outcome.reason();
+            crashed.fail(
                 "ERR-6",
                 "the DUT keeps running whatever it receives",
-                format!("the DUT process exited during the case ({status})"),
+                if earlier.is_empty() {
+                    format!("the DUT process exited during the case ({status})")
+                } else {
+                    format!("the DUT process exited during the case ({status}); the case saw: {earlier}")
+                },
             );
+            outcome = crashed;
         }
         if let Some(c) = capture {
             match c.stop() {

@@ -528,3 +528,23 @@ fn transport_checksum(
     let partial = !ones_complement(&pseudo, 0);
     ones_complement(segment, u32::from(partial))
 }
+
+/// Run the `certify` binary with `--report-dir report_dir --seed 42 --quiet` and `extra`;
+/// returns its exit status, the parsed `report.json` and its stderr.
+pub fn certify(report_dir: &Path, extra: &[&str]) -> anyhow::Result<(i32, Value, String)> {
+    let out = Command::new(binary("softbus-conformance", "certify")?)
+        .arg("--report-dir")
+        .arg(report_dir)
+        .args(["--seed", "42", "--quiet"])
+        .args(extra)
+        .current_dir(workspace_root())
+        .output()?;
+    let code = out.status.code().unwrap_or(-1);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json"))?)?;
+    Ok((
+        code,
+        report,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    ))
+}

@@ -219,7 +219,10 @@ mod tests {
     #[test]
     fn the_prerequisites_are_the_debian_packages_the_harness_needs() {
         let names: Vec<_> = PREREQUISITES.iter().map(|p| p.package).collect();
-        assert_eq!(names, ["libpcap-dev", "tshark", "pkg-config", "libcoap3-bin"]);
+        assert_eq!(
+            names,
+            ["libpcap-dev", "tshark", "pkg-config", "libcoap3-bin"]
+        );
     }
 
     #[test]

@@ -397,18 +397,10 @@ fn piggybacks_confirmable_get(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
 }
 
 fn filters_by_capability(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
-    let absent = [
-        "camera",
-        "microphone",
-        "speaker",
-        "display",
-        "compute",
-        "sensor",
-        "actuator",
-        "light",
-    ]
-    .into_iter()
-    .find(|k| !ctx.pixit.capabilities.iter().any(|c| c == k));
+    let absent = crate::cases::cap::SPEC_KINDS
+        .iter()
+        .copied()
+        .find(|k| !ctx.pixit.capabilities.iter().any(|c| c == k));
     let Some(absent) = absent else {
         ctx.outcome
             .inconc("the DUT offers every capability kind; no filter can miss");

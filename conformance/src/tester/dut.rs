@@ -237,6 +237,21 @@ impl DutHandle {
             })
     }
 
+    /// Like [`DutHandle::exited`], but waits up to `grace` for a DUT that is going down: its
+    /// sockets close a moment before the process can be reaped.
+    pub fn exited_within(&mut self, grace: Duration) -> Option<String> {
+        let end = std::time::Instant::now() + grace;
+        loop {
+            if let Some(s) = self.exited() {
+                return Some(s);
+            }
+            if std::time::Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Launch a virtual DUT, after its helpers, if it is not running: the first time, or
     /// after the DUT or one of its helpers exited (everything is then stopped and started
     /// afresh, with a fresh working directory).
