@@ -144,19 +144,39 @@ fn main() -> ExitCode {
             }
         }
         if let Some(s) = &d.serial {
-            let ok = std::fs::metadata(&s.path).is_ok();
-            add(
-                "serial",
-                ok,
-                if ok {
-                    format!("{} exists ({} baud)", s.path.display(), s.baud)
-                } else {
+            let path = s.path.display().to_string();
+            if std::fs::metadata(&s.path).is_err() {
+                add(
+                    "serial",
+                    false,
                     format!(
-                        "{} does not exist: plug in the coordinator or fix [dut.serial] path",
-                        s.path.display()
-                    )
-                },
-            );
+                        "{path} does not exist: plug in the coordinator or fix [dut.serial] path"
+                    ),
+                );
+            } else {
+                // The coordinator must answer Z-Stack MT: SYS_PING, then SYS_VERSION.
+                let probe =
+                    softbus::link::znp::ZnpPort::open(&path, s.baud).and_then(|mut port| {
+                        port.set_timeout(Duration::from_secs(2));
+                        port.ping()?;
+                        port.version()
+                    });
+                match probe {
+                    Ok(v) => add(
+                        "serial",
+                        true,
+                        format!(
+                            "coordinator on {path} at {} baud answers: Z-Stack {}.{}.{} (product {})",
+                            s.baud, v.major_rel, v.minor_rel, v.maint_rel, v.product_id
+                        ),
+                    ),
+                    Err(e) => add(
+                        "serial",
+                        false,
+                        format!("{path} opens but no Z-Stack coordinator answers SYS_PING at {} baud ({e}); check the baud rate and the stick's firmware", s.baud),
+                    ),
+                }
+            }
         }
         if d.ble.is_some() {
             let adapters = std::fs::read_dir("/sys/class/bluetooth")
