@@ -55,6 +55,73 @@ struct Args {
     /// Datagram size (the endpoint's MTU), bytes.
     #[arg(long, default_value_t = 1400)]
     datagram: usize,
+    /// A `znp-emulator` binary (built by `cargo xtask bench`): also measure the serial Zigbee
+    /// link (Z-Stack MT SYS_PING round trips over a PTY paced at `--baud`) next to its wire time.
+    #[arg(long, value_name = "PATH")]
+    znp_emulator: Option<std::path::PathBuf>,
+    /// Line speed of the emulated coordinator, bits/s.
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// SYS_PING round trips measured on the serial link.
+    #[arg(long, default_value_t = 200)]
+    serial_samples: usize,
+}
+
+/// SYS_PING round trips to a coordinator on a PTY, and the wire time of one exchange.
+struct SerialResults {
+    rtt: Vec<Duration>,
+    wire: Duration,
+    bytes: usize,
+    pty: String,
+}
+
+/// Start the emulator, ping it over the real serial-port code path, and time each exchange.
+fn bench_serial(path: &std::path::Path, args: &Args) -> anyhow::Result<SerialResults> {
+    use softbus::link::znp::commands::{Payload, SysPingReq, SysPingRsp};
+    use softbus::link::znp::ZnpPort;
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(path)
+        .args(["--baud", &args.baud.to_string(), "--exit-on-stdin-eof"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", path.display()))?;
+    let stdout = child.stdout.take().context("emulator stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let info: serde_json::Value =
+        serde_json::from_str(&line).with_context(|| format!("emulator start line {line:?}"))?;
+    let pty = info["pty"]
+        .as_str()
+        .context("emulator reported no pty")?
+        .to_string();
+    let result = (|| -> anyhow::Result<SerialResults> {
+        let mut port = ZnpPort::open(&pty, args.baud)?;
+        port.set_timeout(Duration::from_secs(2));
+        for _ in 0..10 {
+            port.ping()?;
+        }
+        let mut rtt = Vec::with_capacity(args.serial_samples);
+        for _ in 0..args.serial_samples {
+            let t = Instant::now();
+            port.ping()?;
+            rtt.push(t.elapsed());
+        }
+        // The physical floor: every byte of request and answer crosses the UART as 10 bits
+        // (start, 8 data, stop) at the configured baud.
+        let bytes = SysPingReq {}.to_frame()?.buffer_len()
+            + SysPingRsp { capabilities: 0 }.to_frame()?.buffer_len();
+        let wire = Duration::from_secs_f64(bytes as f64 * 10.0 / f64::from(args.baud));
+        Ok(SerialResults {
+            rtt,
+            wire,
+            bytes,
+            pty: pty.clone(),
+        })
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
 }
 
 /// How long any one step may take before the bench gives up.
@@ -558,6 +625,36 @@ fn main() -> anyhow::Result<()> {
         args.datagram,
         ref_tput / raw_tput.max(1e-9)
     );
+    if let Some(path) = &args.znp_emulator {
+        eprintln!(
+            "bench: serial Zigbee link (emulated coordinator at {} baud)...",
+            args.baud
+        );
+        let mut serial = bench_serial(path, &args)?;
+        serial.rtt.sort();
+        let (p50, p99) = (percentile(&serial.rtt, 50), percentile(&serial.rtt, 99));
+        println!();
+        println!(
+            "Serial Zigbee link: Z-Stack MT SYS_PING over {} at {} baud, next to the UART wire time of its {} bytes",
+            serial.pty, args.baud, serial.bytes
+        );
+        println!();
+        println!("| measurement | measured | physical floor (wire time) | measured / floor |");
+        println!("|---|---:|---:|---:|");
+        let n = serial.rtt.len();
+        println!(
+            "| SYS_PING round trip, p50 (n={n}) | {} | {} | {:.2}x |",
+            micros(p50),
+            micros(serial.wire),
+            ratio(p50, serial.wire)
+        );
+        println!(
+            "| SYS_PING round trip, p99 (n={n}) | {} | {} | {:.2}x |",
+            micros(p99),
+            micros(serial.wire),
+            ratio(p99, serial.wire)
+        );
+    }
     println!();
     println!(
         "reference bulk: {} MiB in {:.1} ms ({} B of payload per datagram); raw bulk: {:.1} MiB received in {:.1} ms",

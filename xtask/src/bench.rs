@@ -5,8 +5,24 @@
 //! (`reference-impl/examples/bench.rs`; `cargo xtask bench --help` shows its options) and
 //! passes its exit status on. It needs no system prerequisites.
 
-/// Run the bench example in release mode with `args`.
+/// Run the bench example in release mode with `args`, with the virtual Zigbee coordinator built
+/// so the serial link is measured too.
 pub fn run(args: &[String]) -> anyhow::Result<u8> {
+    let status = crate::cargo::run(crate::cargo::cargo().args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "softbus-harness",
+        "--bin",
+        "znp-emulator",
+    ]))?;
+    if status != 0 {
+        return Ok(status);
+    }
+    let emulator = crate::cargo::target_dir()
+        .join("release")
+        .join("znp-emulator");
     crate::cargo::run(
         crate::cargo::cargo()
             .args([
@@ -18,7 +34,9 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
                 "--example",
                 "bench",
                 "--",
+                "--znp-emulator",
             ])
+            .arg(&emulator)
             .args(args),
     )
 }

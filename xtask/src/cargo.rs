@@ -15,6 +15,13 @@ pub fn root() -> PathBuf {
         .unwrap_or(manifest_dir)
 }
 
+/// The build's target directory (`CARGO_TARGET_DIR`, or `target/` in the workspace root).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
 /// A `cargo` command (the one running xtask, if known) in the workspace root.
 pub fn cargo() -> Command {
     let bin = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
