@@ -369,9 +369,12 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
         if opts.progress {
             let extra = match (&r.latency, r.verdict) {
                 (Some(l), _) => format!(
-                    "  p50 {:.2} ms  p99 {:.2} ms",
+                    "  p50 {:.2} ms  p99 {:.2} ms{}",
                     l.p50_us as f64 / 1000.0,
-                    l.p99_us as f64 / 1000.0
+                    l.p99_us as f64 / 1000.0,
+                    l.physical_floor_us
+                        .map(|f| format!("  (link floor {:.2} ms)", f as f64 / 1000.0))
+                        .unwrap_or_default()
                 ),
                 (None, Verdict::Pass) => String::new(),
                 (None, _) => format!("  {}", r.reason.chars().take(160).collect::<String>()),

@@ -578,6 +578,9 @@ pub struct Pixit {
     /// (powered off, out of range, or an address nobody has): the suite checks that their uses
     /// fail with INTERNAL. Empty (the default) leaves that check INCONC.
     pub bridge_unreachable: Vec<String>,
+    /// Line speed of the serial link behind the DUT (its Zigbee coordinator), bits/s: latency
+    /// cases over that link report its UART wire time as the physical floor. None: not stated.
+    pub serial_baud: Option<u32>,
 }
 
 impl Default for Pixit {
@@ -593,6 +596,7 @@ impl Default for Pixit {
             capabilities: Vec::new(),
             services: Vec::new(),
             bridge_unreachable: Vec::new(),
+            serial_baud: None,
         }
     }
 }
@@ -1767,6 +1771,12 @@ impl Pixit {
             return Err(src.invalid(
                 &at(&["pixit", "latency_samples"]),
                 "latency_samples is over 1000000; a few hundred give stable percentiles",
+            ));
+        }
+        if self.serial_baud == Some(0) {
+            return Err(src.invalid(
+                &at(&["pixit", "serial_baud"]),
+                "serial_baud is 0; give the line speed in bits/s (e.g. 115200) or leave it out",
             ));
         }
         for (list, items) in [
