@@ -18,7 +18,7 @@ pub const NOISE_PARAMS: &str = "Noise_XX_25519_AESGCM_SHA256";
 /// The Noise prologue: "SoftBus/1" followed by the version byte.
 pub const PROLOGUE: &[u8] = b"SoftBus/1\x01";
 /// Domain separation for device IDs.
-const DEVICE_ID_LABEL: &[u8] = b"softbus/1 device-id";
+pub const DEVICE_ID_LABEL: &[u8] = b"softbus/1 device-id";
 
 /// An 8-byte device ID, derived from the static public key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -171,7 +171,6 @@ pub async fn run(
             let local = l.local_addr()?;
             let tcp_tx = tcp_tx.clone();
             let tcp_new_tx = tcp_new_tx.clone();
-            let mtu = cfg.device.mtu;
             tokio::spawn(async move {
                 while let Ok((stream, peer)) = l.accept().await {
                     let _ = stream.set_nodelay(true);
@@ -179,7 +178,7 @@ pub async fn run(
                     if tcp_new_tx.send((peer, w)).await.is_err() {
                         return;
                     }
-                    tokio::spawn(tcp_reader(r, peer, tcp_tx.clone(), mtu));
+                    tokio::spawn(tcp_reader(r, peer, tcp_tx.clone()));
                 }
             });
             Some(local)
@@ -406,7 +405,7 @@ pub async fn run(
                                 let _ = stream.set_nodelay(true);
                                 let (r, w) = stream.into_split();
                                 tcp_writers.insert(addr, w);
-                                tokio::spawn(tcp_reader(r, addr, tcp_tx.clone(), cfg.device.mtu));
+                                tokio::spawn(tcp_reader(r, addr, tcp_tx.clone()));
                                 ep.connect(now, LinkAddr::Ip(addr));
                                 Ok(json!({}))
                             }
@@ -506,7 +505,6 @@ async fn tcp_reader(
     mut r: tokio::net::tcp::OwnedReadHalf,
     peer: SocketAddr,
     tx: mpsc::Sender<TcpFrame>,
-    _mtu: usize,
 ) {
     loop {
         let mut len = [0u8; 2];

@@ -98,7 +98,6 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ciborium::value::Value;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::wire::coap::{
@@ -137,7 +136,7 @@ pub const MAX_LEISURE: Duration = Duration::from_millis(100);
 pub const ADVERT_VERSION: u8 = 1;
 
 /// Domain separation string hashed before the public key to give the device ID.
-pub const DEVICE_ID_CONTEXT: &[u8] = b"softbus/1 device-id";
+pub const DEVICE_ID_CONTEXT: &[u8] = crate::crypto::DEVICE_ID_LABEL;
 
 /// Default heartbeat interval, milliseconds.
 pub const DEFAULT_HEARTBEAT_MS: u32 = 1000;
@@ -249,13 +248,7 @@ fn describe_format(format: Option<u16>) -> String {
 
 /// The device ID: the first 8 bytes of SHA-256(`"softbus/1 device-id"` || `pk`).
 pub fn device_id_from_public_key(pk: &[u8; 32]) -> [u8; 8] {
-    let digest = Sha256::new()
-        .chain_update(DEVICE_ID_CONTEXT)
-        .chain_update(pk)
-        .finalize();
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&digest[..8]);
-    id
+    crate::crypto::DeviceId::from_public_key(pk).0
 }
 
 /// What a device says about itself in answer to discovery (see the module's CDDL).

@@ -398,7 +398,6 @@ struct Secure {
     replay: ReplayWindow,
     /// The initiator repeats HANDSHAKE_3 until the first record arrives from the responder.
     hs3: Option<Vec<u8>>,
-    heard_from_peer: bool,
     next_rseq: u32,
     unacked: BTreeMap<u32, Pending>,
     queue: BTreeMap<std::cmp::Reverse<Qos>, VecDeque<MsgBody>>,
@@ -1422,7 +1421,7 @@ impl Endpoint {
                     }
                 }
                 for pt in resend {
-                    self.seal_and_send(now, local_id, &pt, false);
+                    self.seal_and_send(now, local_id, &pt);
                 }
                 if !skip_hb {
                     if let Some(conn) = self.conns.get(&local_id) {
@@ -1672,15 +1671,11 @@ impl Endpoint {
     // ------------------------------------------------------------------ handshake
 
     fn hello(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(
-            &(self.cfg.hb_interval.as_millis().min(u32::MAX as u128) as u32).to_be_bytes(),
-        );
-        out.extend_from_slice(&(self.cfg.mtu.min(u16::MAX as usize) as u16).to_be_bytes());
-        let name = &self.cfg.name.as_bytes()[..self.cfg.name.len().min(64)];
-        out.push(name.len() as u8);
-        out.extend_from_slice(name);
-        out
+        encode_hello(&Hello {
+            hb_ms: self.cfg.hb_interval.as_millis().min(u32::MAX as u128) as u32,
+            max_frame: self.cfg.mtu.min(u16::MAX as usize) as u16,
+            name: self.cfg.name.clone(),
+        })
     }
 
     fn on_hs1(&mut self, now: Instant, from: LinkAddr, sender_conn_id: u32, noise: &[u8]) {
@@ -1781,38 +1776,21 @@ impl Endpoint {
         ) {
             return;
         }
-        let Some(mut conn) = self.conns.remove(&local_id) else {
+        let Some(conn) = self.conns.remove(&local_id) else {
             return;
         };
-        let ConnState::AwaitHs2 { mut hs, .. } = std::mem::replace(
-            &mut conn.state,
-            ConnState::AwaitHs3 {
-                // placeholder, replaced below in every path that keeps the connection
-                hs: Box::new(
-                    match crypto::noise_builder(&self.identity).build_responder() {
-                        Ok(h) => h,
-                        Err(_) => unreachable!("valid params"),
-                    },
-                ),
-                hs2: Vec::new(),
-                deadline: now,
-            },
-        ) else {
-            // Not waiting for HANDSHAKE_2 (a duplicate): put it back untouched.
-            self.conns.insert(local_id, conn);
+        // Checked above: the connection is waiting for HANDSHAKE_2.
+        let ConnState::AwaitHs2 { mut hs, .. } = conn.state else {
             return;
         };
         let mut payload = [0u8; 1024];
         let Ok(n) = hs.read_message(noise, &mut payload) else {
-            // Tampered or garbage: keep waiting; the real HANDSHAKE_2 may still come.
-            self.counters.handshakes_rejected += 1;
-            conn.state = ConnState::AwaitHs2 {
-                hs,
-                hs1: Vec::new(),
-                tries: HANDSHAKE_TRIES,
-                retry_at: now + HANDSHAKE_RETRY,
-            };
-            self.conns.insert(local_id, conn);
+            // A failed read poisons the Noise state: the attempt ends here, silently (HS-12).
+            self.counters.auth_failed += 1;
+            self.events.push_back(Event::HandshakeFailed {
+                addr: from,
+                code: Code::ProtocolViolation,
+            });
             return;
         };
         let Some(hello) = parse_hello(&payload[..n]) else {
@@ -1845,16 +1823,13 @@ impl Endpoint {
             data: hs3.clone(),
         });
         let (k_i2r, k_r2i) = hs.dangerously_get_raw_split();
-        conn.remote_id = sender_conn_id;
-        conn.addr = from;
         let peer = DeviceId::from_public_key(&remote_static);
         self.establish(
             now,
-            conn,
+            (conn.local_id, sender_conn_id, from, true),
             peer,
             hello,
-            RecordKey::new(k_i2r),
-            RecordKey::new(k_r2i),
+            (RecordKey::new(k_i2r), RecordKey::new(k_r2i)),
             Some(hs3),
         );
     }
@@ -1872,39 +1847,18 @@ impl Endpoint {
         ) {
             return;
         }
-        let Some(mut conn) = self.conns.remove(&local_id) else {
+        let Some(conn) = self.conns.remove(&local_id) else {
             return;
         };
-        let placeholder = ConnState::AwaitHs2 {
-            hs: Box::new(
-                match crypto::noise_builder(&self.identity).build_initiator() {
-                    Ok(h) => h,
-                    Err(_) => unreachable!("valid params"),
-                },
-            ),
-            hs1: Vec::new(),
-            tries: 0,
-            retry_at: now,
-        };
-        let ConnState::AwaitHs3 {
-            mut hs,
-            hs2,
-            deadline,
-        } = std::mem::replace(&mut conn.state, placeholder)
-        else {
-            // Established already: this is the initiator repeating HANDSHAKE_3.
-            if let ConnState::AwaitHs2 { .. } = conn.state {
-                return;
-            }
-            self.conns.insert(local_id, conn);
+        // Checked above: the handshake is waiting for HANDSHAKE_3.
+        let ConnState::AwaitHs3 { mut hs, .. } = conn.state else {
             return;
         };
         let mut payload = [0u8; 1024];
         let Ok(n) = hs.read_message(noise, &mut payload) else {
-            // Noise state is poisoned by a failed read: a tampered HANDSHAKE_3 ends the attempt
-            // silently (spec 6), so an attacker learns nothing.
+            // A failed read poisons the Noise state: a tampered HANDSHAKE_3 ends the attempt
+            // silently (HS-12), so an attacker learns nothing.
             self.counters.auth_failed += 1;
-            let _ = (hs2, deadline);
             return;
         };
         let Some(hello) = parse_hello(&payload[..n]) else {
@@ -1923,35 +1877,34 @@ impl Endpoint {
             return;
         }
         let (k_i2r, k_r2i) = hs.dangerously_get_raw_split();
-        conn.addr = from;
         let peer = DeviceId::from_public_key(&remote_static);
         self.establish(
             now,
-            conn,
+            (conn.local_id, conn.remote_id, from, false),
             peer,
             hello,
-            RecordKey::new(k_r2i),
-            RecordKey::new(k_i2r),
+            (RecordKey::new(k_r2i), RecordKey::new(k_i2r)),
             None,
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Make a connection established. `ids` is (local conn ID, remote conn ID, peer address,
+    /// whether we initiated); the keys are (send, receive).
     fn establish(
         &mut self,
         now: Instant,
-        mut conn: Conn,
+        ids: (u32, u32, LinkAddr, bool),
         peer: DeviceId,
         hello: Hello,
-        tx: RecordKey,
-        rx: RecordKey,
+        (tx, rx): (RecordKey, RecordKey),
         hs3: Option<Vec<u8>>,
     ) {
         // One connection per peer: a new handshake replaces the old connection.
         if let Some(old) = self.conn_of(peer) {
             self.drop_conn(old, Code::NormalClose, false);
         }
-        conn.state = ConnState::Established(Box::new(Secure {
+        let (local_id, remote_id, addr, initiator) = ids;
+        let state = ConnState::Established(Box::new(Secure {
             peer,
             peer_hb: Duration::from_millis(hello.hb_ms.max(10) as u64),
             peer_max_frame: (hello.max_frame as usize).max(256),
@@ -1961,24 +1914,32 @@ impl Endpoint {
             tx_seq: 0,
             replay: ReplayWindow::default(),
             hs3,
-            heard_from_peer: false,
             next_rseq: 1,
             unacked: BTreeMap::new(),
             queue: BTreeMap::new(),
             rx_next: 1,
             rx_buf: BTreeMap::new(),
             sessions: BTreeMap::new(),
-            next_session: if conn.initiator { 2 } else { 1 },
+            next_session: if initiator { 2 } else { 1 },
         }));
-        conn.last_rx = now;
         self.events.push_back(Event::Connected {
             peer,
-            addr: conn.addr.clone(),
-            initiator: conn.initiator,
+            addr: addr.clone(),
+            initiator,
         });
-        let id = conn.local_id;
-        let initiator = conn.initiator;
-        self.conns.insert(id, conn);
+        let id = local_id;
+        self.conns.insert(
+            id,
+            Conn {
+                local_id,
+                remote_id,
+                addr,
+                initiator,
+                state,
+                last_tx: now,
+                last_rx: now,
+            },
+        );
         // The responder speaks first so the initiator learns that HANDSHAKE_3 arrived.
         if !initiator {
             self.send_unreliable(now, id, MsgBody::Heartbeat);
@@ -2045,7 +2006,6 @@ impl Endpoint {
         };
         s.replay.commit(seq);
         s.hs3 = None;
-        s.heard_from_peer = true;
         conn.last_rx = now;
         // The peer may move to another link; follow its latest authenticated address.
         conn.addr = from;
@@ -2743,7 +2703,7 @@ impl Endpoint {
 
     fn send_unreliable(&mut self, now: Instant, local_id: u32, body: MsgBody) {
         let pt = Message::unreliable(body).to_vec();
-        self.seal_and_send(now, local_id, &pt, false);
+        self.seal_and_send(now, local_id, &pt);
     }
 
     fn send_reliable(&mut self, now: Instant, local_id: u32, qos: Qos, body: MsgBody) {
@@ -2787,7 +2747,6 @@ impl Endpoint {
             }
             let rseq = s.next_rseq;
             s.next_rseq = s.next_rseq.wrapping_add(1).max(1);
-            let data = matches!(body, MsgBody::Data { .. });
             let pt = Message { rseq, body }.to_vec();
             s.unacked.insert(
                 rseq,
@@ -2798,11 +2757,11 @@ impl Endpoint {
                     tries: 1,
                 },
             );
-            self.seal_and_send(now, local_id, &pt, data);
+            self.seal_and_send(now, local_id, &pt);
         }
     }
 
-    fn seal_and_send(&mut self, now: Instant, local_id: u32, plaintext: &[u8], _data: bool) {
+    fn seal_and_send(&mut self, now: Instant, local_id: u32, plaintext: &[u8]) {
         let nonce_reuse = self.has(Fault::NonceReuse);
         let plaintext_fault = self.has(Fault::PlaintextData) && plaintext.first() == Some(&0x14);
         let Some(conn) = self.conns.get_mut(&local_id) else {
