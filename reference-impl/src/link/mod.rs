@@ -1,9 +1,17 @@
-//! Link drivers below the SoftBus core.
+//! Link drivers and link bindings below the SoftBus core.
 //!
 //! The core sees a link only as a [`crate::LinkAddr`] and datagrams (one link abstraction);
-//! what it takes to reach a medium lives here. Today that is [`znp`]: the TI Z-Stack
-//! Monitor-and-Test protocol a host speaks to a serial-attached Zigbee coordinator, which the
-//! protocol converter ([`crate::bridge`]) uses to reach legacy ZCL devices, and which the Zigbee
-//! link binding builds on.
+//! what it takes to reach a medium lives here:
+//!
+//! - [`sar`]: the segmentation every non-IP link uses to carry datagrams bigger than its
+//!   packets (spec 16.1);
+//! - [`znp`]: the TI Z-Stack Monitor-and-Test protocol a host speaks to a serial-attached Zigbee
+//!   radio, which the protocol converter ([`crate::bridge`]) and the Zigbee link use;
+//! - [`zigbee`]: the Zigbee binding (spec 16.2): SoftBus datagrams as APS payloads;
+//! - [`ble`]: the Bluetooth LE binding (spec 16.3): GATT layout, advert, and the virtual radio
+//!   a peripheral reaches the virtual BlueZ through.
 
+pub mod ble;
+pub mod sar;
+pub mod zigbee;
 pub mod znp;
