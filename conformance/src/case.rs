@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use softbus::wire::msg::Qos;
+use softbus_harness::link::Transport;
 use softbus_harness::pics::Pics;
 use softbus_harness::rig::Pixit;
 use softbus_harness::timing::Histogram;
@@ -35,10 +36,41 @@ pub struct Case {
     pub pics: &'static str,
     /// PIXIT parameters the case reads.
     pub pixit: &'static [&'static str],
-    /// Transport the case runs over.
+    /// Transport the case runs over: `udp`, `tcp`, `zigbee`, `ble`, or a combination such as
+    /// `udp+zigbee` (the tester's link first).
     pub transport: &'static str,
     /// The body.
     pub run: CaseFn,
+}
+
+impl Case {
+    /// The transport the lower tester uses (the first of a combination).
+    pub fn tester_transport(&self) -> Transport {
+        match self.transport.split('+').next().unwrap_or("udp") {
+            "tcp" => Transport::Tcp,
+            "zigbee" => Transport::Zigbee,
+            "ble" => Transport::Ble,
+            _ => Transport::Udp,
+        }
+    }
+
+    /// This case run over another link: ID `<ID>@<transport>`, gated by the transport's PICS
+    /// (`TRANSPORT_ZIGBEE`, `TRANSPORT_BLE`) on top of its own.
+    pub fn over(&self, t: Transport) -> Case {
+        // Cases live for the whole process (a static catalogue), so the few strings built
+        // here are leaked once rather than threading lifetimes through every report.
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        Case {
+            id: leak(format!("{}@{t}", self.id)),
+            pics: leak(format!(
+                "({}) && TRANSPORT_{}",
+                self.pics,
+                t.as_str().to_ascii_uppercase()
+            )),
+            transport: t.as_str(),
+            ..self.clone()
+        }
+    }
 }
 
 impl std::fmt::Debug for Case {
@@ -80,14 +112,16 @@ pub struct Ctx<'a> {
     pub measured: Option<Measured>,
     /// Session keys of the connections the case opened: (conn id, tx key hex, rx key hex).
     pub keys: Vec<(u32, String, String)>,
-    /// Address the lower tester binds to.
+    /// Address the lower tester binds to (IP links).
     pub local: SocketAddr,
+    /// The link lower testers use.
+    pub transport: Transport,
     counter: u64,
 }
 
 impl<'a> Ctx<'a> {
     /// A context for one case run.
-    pub fn new(dut: &'a mut DutHandle, pics: Pics, seed: u64) -> Ctx<'a> {
+    pub fn new(dut: &'a mut DutHandle, pics: Pics, seed: u64, transport: Transport) -> Ctx<'a> {
         let pixit = dut.dut.pixit.clone();
         let local = if dut.udp.ip().is_loopback() {
             SocketAddr::from(([127, 0, 0, 1], 0))
@@ -105,6 +139,7 @@ impl<'a> Ctx<'a> {
             measured: None,
             keys: Vec::new(),
             local,
+            transport,
             counter: 0,
         }
     }
@@ -168,13 +203,19 @@ impl<'a> Ctx<'a> {
         let seed = self.seed.wrapping_mul(31).wrapping_add(self.counter);
         let mut rng_seed = [0u8; 32];
         rng_seed[..8].copy_from_slice(&seed.to_le_bytes());
-        let mut lt = LowerTester::new(
-            self.local,
-            self.dut.udp,
+        let timeout = self.timeout();
+        let transport = if self.transport == Transport::Tcp {
+            Transport::Udp // TCP cases open their own streams; their helpers speak UDP
+        } else {
+            self.transport
+        };
+        let link = self.dut.link(transport, self.local, timeout)?;
+        let mut lt = LowerTester::over(
+            link,
             softbus::Identity::from_secret(rng_seed),
             seed,
-            self.timeout(),
-        )?;
+            timeout,
+        );
         lt.identity = lt.random_identity();
         Ok(lt)
     }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use softbus_harness::capture::Capture;
+use softbus_harness::link::Transport;
 use softbus_harness::pics::{Expr, Pics};
 use softbus_harness::report::{
     self, compare_with_baseline, CaseReport, LatencyReport, Provenance, ResultsLog, RunReport,
@@ -201,7 +202,7 @@ impl Session {
 
         let seed = self.seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let pics = self.pics.clone();
-        let mut ctx = Ctx::new(&mut self.dut, pics, seed);
+        let mut ctx = Ctx::new(&mut self.dut, pics, seed, case.tester_transport());
         ctx.note(format!("case {} seed {seed:#018x}", case.id));
         if let Some(n) = capture_note {
             ctx.note(n);
@@ -233,6 +234,13 @@ impl Session {
         let keys = std::mem::take(&mut ctx.keys);
         let measured = ctx.measured.take();
         drop(ctx);
+        // A radio link that went wrong is opened afresh for the next case.
+        let transport = case.tester_transport();
+        if matches!(transport, Transport::Zigbee | Transport::Ble)
+            && matches!(outcome.verdict(), Verdict::Error | Verdict::Inconc)
+        {
+            self.dut.drop_link(transport);
+        }
 
         // A DUT that died during the case fails it; the next case relaunches it.
         // The broken control channel or socket errors that follow a crash are the DUT's doing,

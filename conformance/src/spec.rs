@@ -801,6 +801,9 @@ Text citing [FRAME-1] here.
         ("ERR", "13"),
         ("CTRL", "14"),
         ("SEC", "15"),
+        ("LINK", "16"),
+        ("ZB", "16"),
+        ("BLE", "16"),
     ];
 
     #[test]

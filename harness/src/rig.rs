@@ -53,6 +53,7 @@ pub const DEFAULT_BAUD: u32 = 115_200;
 pub const PLACEHOLDERS: &[&str] = &[
     "softbusd",
     "znp_emulator",
+    "vbluez",
     "config",
     "fault",
     "workdir",
@@ -225,9 +226,12 @@ pub struct Dut {
     /// A serial-attached link (e.g. a Zigbee coordinator stick).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<SerialLink>,
-    /// The DUT's BLE identity.
+    /// The DUT's BLE identity, and the tester's BLE adapter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ble: Option<BleTarget>,
+    /// SoftBus over Zigbee: the tester's radio and the DUT's network address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zigbee: Option<ZigbeeTarget>,
     /// The tester control channel (upper tester); absent means operator prompts.
     #[serde(default)]
     pub control: Control,
@@ -404,16 +408,94 @@ pub struct SerialLink {
     pub baud: u32,
 }
 
-/// `[dut.ble]`: how to find the DUT over BLE (address, name or both).
+/// `[dut.ble]`: how to find the DUT over BLE (address, name or both), and which Bluetooth
+/// stack the tester uses as a central.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BleTarget {
     /// Device address, `AA:BB:CC:DD:EE:FF`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// Advertised local name.
+    /// Advertised local name (placeholders allowed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// D-Bus address of the bus BlueZ is on; absent means the system bus. The virtual rig
+    /// points it at the virtual BlueZ (`"{vbluez_dbus}"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dbus: Option<String>,
+    /// The tester's adapter (`hci0`); absent means the first one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+}
+
+/// A number written as a TOML integer, or as a string: `"0x1A2B"`, or a placeholder that a
+/// launch helper fills in (`"{znp_nodes_dut_nwk}"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrTemplate {
+    /// A literal number.
+    Int(u64),
+    /// Text: a number in decimal or `0x` hex, or a template.
+    Text(String),
+}
+
+impl IntOrTemplate {
+    /// Parses a literal (no placeholders): an integer, decimal or `0x` hex text.
+    pub fn parse_literal(&self) -> Result<u64, String> {
+        match self {
+            IntOrTemplate::Int(n) => Ok(*n),
+            IntOrTemplate::Text(t) => {
+                let t = t.trim();
+                let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                    Some(hex) => u64::from_str_radix(hex, 16),
+                    None => t.parse(),
+                };
+                r.map_err(|_| format!("{t:?} is not a number (decimal, or hex with 0x)"))
+            }
+        }
+    }
+
+    fn is_template(&self) -> bool {
+        matches!(self, IntOrTemplate::Text(t) if t.contains('{'))
+    }
+}
+
+/// `[dut.zigbee]`: SoftBus over Zigbee (spec 16.2). The harness has its own Zigbee radio (a
+/// Z-Stack stick) on the DUT's network and sends to the DUT's network address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZigbeeTarget {
+    /// The tester's radio: serial device path (placeholders allowed).
+    pub radio: String,
+    /// Its baud rate (default 115200).
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// The DUT's 16-bit network address.
+    pub address: IntOrTemplate,
+}
+
+/// `[dut.zigbee]` with its placeholders filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZigbeeResolved {
+    /// Serial device of the tester's radio.
+    pub radio: String,
+    /// Its baud rate.
+    pub baud: u32,
+    /// The DUT's network address.
+    pub address: u16,
+}
+
+/// `[dut.ble]` with its placeholders filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BleResolved {
+    /// The DUT's address, if the rig names it.
+    pub address: Option<String>,
+    /// The DUT's advertised name, if the rig names it.
+    pub name: Option<String>,
+    /// The bus BlueZ is on (`None`: the system bus).
+    pub dbus: Option<String>,
+    /// The tester's adapter.
+    pub adapter: Option<String>,
 }
 
 /// The control channel kinds, as written in `[dut.control] kind`.
@@ -581,6 +663,14 @@ pub struct Pixit {
     /// Line speed of the serial link behind the DUT (its Zigbee coordinator), bits/s: latency
     /// cases over that link report its UART wire time as the physical floor. None: not stated.
     pub serial_baud: Option<u32>,
+    /// Latency bounds that replace `latency_bound_ms` on one transport, in ms, by transport
+    /// name (`{ zigbee = 150 }`): a link whose physical floor is above the general bound is
+    /// judged against its own. Empty by default.
+    pub transport_latency_bound_ms: BTreeMap<String, u64>,
+    /// The BLE connection interval the DUT's link runs at, in microseconds (7500 for 7.5 ms):
+    /// BLE latency cases report it as the physical floor (a central cannot read it from
+    /// BlueZ). None: not stated.
+    pub ble_connection_interval_us: Option<u64>,
 }
 
 impl Default for Pixit {
@@ -597,6 +687,8 @@ impl Default for Pixit {
             services: Vec::new(),
             bridge_unreachable: Vec::new(),
             serial_baud: None,
+            transport_latency_bound_ms: BTreeMap::new(),
+            ble_connection_interval_us: None,
         }
     }
 }
@@ -605,6 +697,13 @@ impl Pixit {
     /// [`Pixit::latency_bound_ms`] as a duration.
     pub fn latency_bound(&self) -> Duration {
         Duration::from_millis(self.latency_bound_ms)
+    }
+    /// The latency bound on `transport` (`udp`, `zigbee`, ...): its own if the PIXIT gives
+    /// one, else [`Pixit::latency_bound`].
+    pub fn latency_bound_on(&self, transport: &str) -> Duration {
+        self.transport_latency_bound_ms
+            .get(transport)
+            .map_or(self.latency_bound(), |ms| Duration::from_millis(*ms))
     }
     /// [`Pixit::step_timeout_ms`] as a duration.
     pub fn step_timeout(&self) -> Duration {
@@ -631,6 +730,8 @@ pub struct LaunchVars {
     pub softbusd: PathBuf,
     /// Path of the `znp-emulator` binary (`{znp_emulator}`).
     pub znp_emulator: PathBuf,
+    /// Path of the harness's virtual BlueZ, `vbluez` (`{vbluez}`).
+    pub vbluez: PathBuf,
     /// The helpers started so far, by name, with the placeholders their announcements define
     /// ([`helper_placeholders`]); `None` for a helper that is declared but not started (when a
     /// rig is checked at load, where any field of it renders as a stand-in).
@@ -740,6 +841,7 @@ impl Dut {
         Ok(match name {
             "softbusd" => Subst::Text(vars.softbusd.display().to_string()),
             "znp_emulator" => Subst::Text(vars.znp_emulator.display().to_string()),
+            "vbluez" => Subst::Text(vars.vbluez.display().to_string()),
             "config" => Subst::Text(vars.config.display().to_string()),
             "workdir" => Subst::Text(vars.workdir.display().to_string()),
             "fault" => match &vars.fault {
@@ -897,6 +999,76 @@ impl Dut {
     pub fn launch_command(&self, vars: &LaunchVars) -> Result<Vec<String>, RigError> {
         let launch = self.launch_or_err()?;
         self.render_argv(&launch.command, "launch.command", vars)
+    }
+
+    /// One string of the rig with its placeholders filled in (`key` names it in errors).
+    pub fn render_text(
+        &self,
+        template: &str,
+        key: &str,
+        vars: &LaunchVars,
+    ) -> Result<String, RigError> {
+        match self.render_str(template, vars) {
+            Ok(Some(Subst::Text(t))) => Ok(t),
+            Ok(Some(Subst::Int(n))) => Ok(n.to_string()),
+            Ok(None | Some(Subst::Absent)) => Err(RigError::Template {
+                dut: self.name.clone(),
+                key: key.to_owned(),
+                problem: format!("{template:?} renders to nothing"),
+            }),
+            Err(problem) => Err(RigError::Template {
+                dut: self.name.clone(),
+                key: key.to_owned(),
+                problem,
+            }),
+        }
+    }
+
+    /// `[dut.zigbee]` with placeholders filled in from `vars` (after the helpers started).
+    pub fn zigbee_resolved(&self, vars: &LaunchVars) -> Result<Option<ZigbeeResolved>, RigError> {
+        let Some(z) = &self.zigbee else {
+            return Ok(None);
+        };
+        let radio = self.render_text(&z.radio, "zigbee.radio", vars)?;
+        let address = match &z.address {
+            IntOrTemplate::Int(n) => IntOrTemplate::Int(*n),
+            IntOrTemplate::Text(t) => {
+                IntOrTemplate::Text(self.render_text(t, "zigbee.address", vars)?)
+            }
+        };
+        let address = address
+            .parse_literal()
+            .ok()
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| *n <= 0xFFF7)
+            .ok_or_else(|| RigError::Template {
+                dut: self.name.clone(),
+                key: "zigbee.address".into(),
+                problem: format!("{address:?} is not a unicast Zigbee network address"),
+            })?;
+        Ok(Some(ZigbeeResolved {
+            radio,
+            baud: z.baud,
+            address,
+        }))
+    }
+
+    /// `[dut.ble]` with placeholders filled in from `vars` (after the helpers started).
+    pub fn ble_resolved(&self, vars: &LaunchVars) -> Result<Option<BleResolved>, RigError> {
+        let Some(b) = &self.ble else {
+            return Ok(None);
+        };
+        let r = |v: &Option<String>, key: &str| -> Result<Option<String>, RigError> {
+            v.as_deref()
+                .map(|t| self.render_text(t, key, vars))
+                .transpose()
+        };
+        Ok(Some(BleResolved {
+            address: b.address.clone(),
+            name: r(&b.name, "ble.name")?,
+            dbus: r(&b.dbus, "ble.dbus")?,
+            adapter: b.adapter.clone(),
+        }))
     }
 
     fn render_argv(
@@ -1576,11 +1748,39 @@ impl Dut {
                 ));
             }
         }
-        if self.udp.is_none() && self.tcp.is_none() && self.serial.is_none() && self.ble.is_none() {
+        if let Some(z) = &self.zigbee {
+            if z.radio.trim().is_empty() {
+                return Err(src.invalid(
+                    &at(&["zigbee", "radio"]),
+                    "radio is empty; give the tester's Zigbee stick, e.g. \"/dev/ttyUSB0\"",
+                ));
+            }
+            check_baud(z.baud).map_err(|p| src.invalid(&at(&["zigbee", "baud"]), p))?;
+            if !z.address.is_template() {
+                match z.address.parse_literal() {
+                    Ok(n) if n <= 0xFFF7 => {}
+                    Ok(n) => {
+                        return Err(src.invalid(
+                            &at(&["zigbee", "address"]),
+                            format!(
+                                "{n:#x} is not a unicast Zigbee network address (0x0000..=0xFFF7)"
+                            ),
+                        ))
+                    }
+                    Err(p) => return Err(src.invalid(&at(&["zigbee", "address"]), p)),
+                }
+            }
+        }
+        if self.udp.is_none()
+            && self.tcp.is_none()
+            && self.serial.is_none()
+            && self.ble.is_none()
+            && self.zigbee.is_none()
+        {
             return Err(src.invalid(
                 &at(&["name"]),
                 format!(
-                    "DUT '{}' has no transport; add [dut.udp], [dut.tcp], [dut.serial] or [dut.ble]",
+                    "DUT '{}' has no transport; add [dut.udp], [dut.tcp], [dut.zigbee], [dut.serial] or [dut.ble]",
                     self.name
                 ),
             ));
@@ -1647,6 +1847,7 @@ impl Dut {
             let mut vars = LaunchVars {
                 softbusd: PathBuf::from("softbusd"),
                 znp_emulator: PathBuf::from("znp-emulator"),
+                vbluez: PathBuf::from("vbluez"),
                 config: PathBuf::from("config.toml"),
                 fault,
                 workdir: PathBuf::from("work"),
@@ -1677,6 +1878,33 @@ impl Dut {
                 let mut p = at(&[]);
                 p.extend(parse_simple_path(&k));
                 return Err(src.invalid(&p, problem));
+            }
+            // Link settings may name what helpers announce; the names must exist.
+            let mut templates: Vec<(&[&str], &str)> = Vec::new();
+            if let Some(z) = &self.zigbee {
+                templates.push((&["zigbee", "radio"], &z.radio));
+                if let IntOrTemplate::Text(t) = &z.address {
+                    templates.push((&["zigbee", "address"], t));
+                }
+            }
+            if let Some(b) = &self.ble {
+                for (k, v) in [("name", &b.name), ("dbus", &b.dbus)] {
+                    if let Some(v) = v {
+                        templates.push((
+                            if k == "name" {
+                                &["ble", "name"]
+                            } else {
+                                &["ble", "dbus"]
+                            },
+                            v,
+                        ));
+                    }
+                }
+            }
+            for (path, t) in templates {
+                if let Err(problem) = self.render_str(t, &vars) {
+                    return Err(src.invalid(&at(path), problem));
+                }
             }
         }
         Ok(())
@@ -1771,6 +1999,29 @@ impl Pixit {
             return Err(src.invalid(
                 &at(&["pixit", "latency_samples"]),
                 "latency_samples is over 1000000; a few hundred give stable percentiles",
+            ));
+        }
+        for (t, ms) in &self.transport_latency_bound_ms {
+            if !["udp", "tcp", "zigbee", "ble"].contains(&t.as_str()) {
+                return Err(src.invalid(
+                    &at(&["pixit", "transport_latency_bound_ms", t]),
+                    format!("unknown transport {t:?}; one of udp, tcp, zigbee, ble"),
+                ));
+            }
+            if *ms == 0 {
+                return Err(src.invalid(
+                    &at(&["pixit", "transport_latency_bound_ms", t]),
+                    "a latency bound of 0 ms cannot be met; give milliseconds",
+                ));
+            }
+        }
+        if self
+            .ble_connection_interval_us
+            .is_some_and(|i| !(7_500..=4_000_000).contains(&i) || i % 1250 != 0)
+        {
+            return Err(src.invalid(
+                &at(&["pixit", "ble_connection_interval_us"]),
+                "a BLE connection interval is a multiple of 1250 µs from 7500 to 4000000",
             ));
         }
         if self.serial_baud == Some(0) {

@@ -42,6 +42,15 @@
 //! nwk = 0x4F21                     # network address
 //! endpoint = 1
 //! capability = "light.onoff.porch" # light.onoff or sensor.temperature, optionally .LABEL
+//!
+//! [zigbee]                         # optional: the Zigbee link (spec 16.2)
+//! znp = "/dev/ttyACM0"             # serial port of a Z-Stack 3.x stick (router or coordinator),
+//!                                  # not the bridge's
+//! baud = 115200
+//! timeout_ms = 1000                # per SREQ and per AF_DATA_CONFIRM
+//!
+//! [ble]                            # optional: the BLE link (spec 16.3), peripheral role
+//! radio = "vbluez.sock"            # the virtual radio's Unix socket (real controllers: no)
 //! ```
 //!
 //! Relative paths are relative to the configuration file. Every error names the file, the key
@@ -75,6 +84,12 @@ pub struct DaemonConfig {
     /// The protocol converter, when the device bridges ZCL devices.
     #[serde(default)]
     pub bridge: Option<BridgeSection>,
+    /// The Zigbee link.
+    #[serde(default)]
+    pub zigbee: Option<ZigbeeSection>,
+    /// The BLE link.
+    #[serde(default)]
+    pub ble: Option<BleSection>,
 }
 
 /// `[device]`.
@@ -289,6 +304,71 @@ impl BridgeSection {
     }
 }
 
+/// `[zigbee]`: SoftBus over a serial-attached Z-Stack 3.x stick (spec 16.2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZigbeeSection {
+    /// The stick's serial port, used as written.
+    pub znp: PathBuf,
+    /// Its baud rate.
+    #[serde(default = "default_bridge_baud")]
+    pub baud: u32,
+    /// Bound on each SREQ and on each wait for a delivery confirmation, ms.
+    #[serde(default = "default_zigbee_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl ZigbeeSection {
+    /// The link driver's settings.
+    pub fn link_config(&self) -> crate::link::zigbee_driver::ZigbeeLinkConfig {
+        crate::link::zigbee_driver::ZigbeeLinkConfig {
+            port: self.znp.display().to_string(),
+            baud: self.baud,
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
+
+    fn validate(&self, bridge: Option<&BridgeSection>) -> Result<(), String> {
+        if self.znp.as_os_str().is_empty() {
+            return Err(
+                "zigbee.znp: is empty; give the stick's serial port, e.g. \"/dev/ttyACM0\"".into(),
+            );
+        }
+        if self.baud == 0 || self.baud > 12_000_000 {
+            return Err(format!(
+                "zigbee.baud: {} is not a usable rate; use the stick's (115200 for Z-Stack 3 sticks)",
+                self.baud
+            ));
+        }
+        if !(1..=60_000).contains(&self.timeout_ms) {
+            return Err(format!(
+                "zigbee.timeout_ms: {} is outside 1..=60000",
+                self.timeout_ms
+            ));
+        }
+        if bridge.is_some_and(|b| b.znp == self.znp) {
+            return Err(format!(
+                "zigbee.znp: {} is also bridge.znp; a serial port has one host, so the link \
+                 needs a stick of its own",
+                self.znp.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[ble]`: SoftBus over Bluetooth LE as a peripheral (spec 16.3), on the virtual radio.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BleSection {
+    /// The virtual radio's Unix socket (relative to the configuration file). Real controllers
+    /// are not supported.
+    pub radio: PathBuf,
+}
+
+fn default_zigbee_timeout() -> u64 {
+    1000
+}
 fn default_bridge_baud() -> u32 {
     115_200
 }
@@ -351,7 +431,11 @@ impl DaemonConfig {
             toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
         cfg.validate().map_err(err)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.device.identity_key, &mut cfg.device.trust_store] {
+        let ble_radio = cfg.ble.as_mut().map(|b| &mut b.radio);
+        for p in [&mut cfg.device.identity_key, &mut cfg.device.trust_store]
+            .into_iter()
+            .chain(ble_radio)
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -401,6 +485,18 @@ impl DaemonConfig {
         }
         if let Some(b) = &self.bridge {
             b.validate(&self.capabilities)?;
+        }
+        if let Some(z) = &self.zigbee {
+            z.validate(self.bridge.as_ref())?;
+        }
+        if self
+            .ble
+            .as_ref()
+            .is_some_and(|b| b.radio.as_os_str().is_empty())
+        {
+            return Err(
+                "ble.radio: is empty; give the virtual radio's socket, e.g. \"vbluez.sock\"".into(),
+            );
         }
         if !self.discovery.group.is_multicast() {
             return Err(format!(
@@ -536,5 +632,38 @@ capability = "light.onoff.porch"
         let only_discover_off = format!("{GOOD}[bridge]\nznp = \"/dev/x\"\ndiscover = false\n");
         let e = load_str(&only_discover_off).unwrap_err().to_string();
         assert!(e.contains("bridge.discover"), "{e}");
+    }
+
+    #[test]
+    fn link_sections_load_with_defaults_and_name_their_keys() {
+        let c = load_str(&format!(
+            "{GOOD}[zigbee]\nznp = \"/dev/pts/9\"\n[ble]\nradio = \"r.sock\"\n"
+        ))
+        .unwrap();
+        let z = c.zigbee.expect("a [zigbee] section").link_config();
+        assert_eq!(z.port, "/dev/pts/9");
+        assert_eq!((z.baud, z.timeout), (115_200, Duration::from_millis(1000)));
+        let radio = c.ble.expect("a [ble] section").radio;
+        assert!(
+            radio.is_absolute() && radio.ends_with("r.sock"),
+            "{radio:?}"
+        );
+        let bad = |tail: &str, key: &str| {
+            let e = load_str(&format!("{GOOD}{tail}")).unwrap_err().to_string();
+            assert!(e.contains("d.toml") && e.contains(key), "{key}: {e}");
+        };
+        bad("[zigbee]\nznp = \"\"\n", "zigbee.znp");
+        bad("[zigbee]\nznp = \"/dev/x\"\nbaud = 0\n", "zigbee.baud");
+        bad(
+            "[zigbee]\nznp = \"/dev/x\"\ntimeout_ms = 0\n",
+            "zigbee.timeout_ms",
+        );
+        bad("[zigbee]\nznp = \"/dev/x\"\nradius = 3\n", "radius");
+        bad("[ble]\nradio = \"\"\n", "ble.radio");
+        bad("[ble]\nsocket = \"x\"\n", "socket");
+        bad(
+            &format!("{BRIDGE}[zigbee]\nznp = \"/dev/ttyUSB0\"\n"),
+            "zigbee.znp",
+        );
     }
 }

@@ -157,6 +157,10 @@ pub enum Link {
     Udp,
     /// `tcp:host:port`.
     Tcp,
+    /// `zigbee:NWK`, the network address in hex (`0x1234`) or decimal.
+    Zigbee,
+    /// `ble:AA:BB:CC:DD:EE:FF`, a device address.
+    Ble,
 }
 
 /// An `addr` argument: `[udp:|tcp:]host:port`.
@@ -174,6 +178,43 @@ pub fn arg_addr(req: &Request, key: &str) -> Result<(Link, SocketAddr), ControlE
         )
     })?;
     Ok((link, addr))
+}
+
+/// A link address argument: `[udp:|tcp:]host:port`, `zigbee:NWK` (hex `0x1234` or decimal) or
+/// `ble:AA:BB:CC:DD:EE:FF`.
+pub fn arg_link(req: &Request, key: &str) -> Result<(Link, LinkAddr), ControlError> {
+    let s = arg_str(req, key)?;
+    let bad = |what: &str| {
+        ControlError::new(
+            "INVALID_ARGS",
+            format!("{}: \"{key}\" = {s:?} is not {what}", req.op),
+        )
+    };
+    if let Some(n) = s.strip_prefix("zigbee:") {
+        let nwk = match n.strip_prefix("0x").or_else(|| n.strip_prefix("0X")) {
+            Some(h) => u16::from_str_radix(h, 16).ok(),
+            None => n.parse().ok(),
+        };
+        return match nwk {
+            Some(nwk) if nwk < 0xFFF8 => Ok((Link::Zigbee, LinkAddr::Zigbee(nwk))),
+            _ => Err(bad(
+                "zigbee:NWK with a unicast network address (0x0000..=0xfff7)",
+            )),
+        };
+    }
+    if let Some(a) = s.strip_prefix("ble:") {
+        let parts: Vec<&str> = a.split(':').collect();
+        let ok = parts.len() == 6
+            && parts
+                .iter()
+                .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !ok {
+            return Err(bad("ble:AA:BB:CC:DD:EE:FF"));
+        }
+        return Ok((Link::Ble, LinkAddr::Ble(a.to_ascii_uppercase())));
+    }
+    let (link, addr) = arg_addr(req, key)?;
+    Ok((link, LinkAddr::Ip(addr)))
 }
 
 fn arg_peer(req: &Request) -> Result<DeviceId, ControlError> {
@@ -274,6 +315,8 @@ pub fn execute(
             "udp": bound.udp.to_string(),
             "tcp": bound.tcp.map(|a| a.to_string()),
             "coap": bound.coap.map(|a| a.to_string()),
+            "zigbee": bound.zigbee.map(|n| format!("zigbee:{n:#06x}")),
+            "ble": bound.ble.as_ref().map(|a| format!("ble:{a}")),
             "faults": ep.config().faults.iter().map(|f| f.name()).collect::<Vec<_>>(),
             "ops": OPS,
         })),
@@ -291,12 +334,12 @@ pub fn execute(
             Ok(json!({}))
         }
         "pair" => {
-            let (_, addr) = arg_addr(req, "addr")?;
-            let id = ep.pair(now, LinkAddr::Ip(addr), arg_str(req, "pin")?)?;
+            let (_, addr) = arg_link(req, "addr")?;
+            let id = ep.pair(now, addr, arg_str(req, "pin")?)?;
             Ok(json!({ "pairing_id": id }))
         }
         "connect" => {
-            ep.connect(now, LinkAddr::Ip(arg_addr(req, "addr")?.1));
+            ep.connect(now, arg_link(req, "addr")?.1);
             Ok(json!({}))
         }
         "open_session" => {
@@ -392,5 +435,49 @@ pub fn execute(
             "UNKNOWN_OP",
             format!("unknown op {other:?}; supported: {}", OPS.join(", ")),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(addr: &str) -> Request {
+        parse_request(&json!({"op": "connect", "addr": addr}).to_string()).unwrap()
+    }
+
+    #[test]
+    fn link_addresses_name_every_link() {
+        let ip = "127.0.0.1:5700".parse().unwrap();
+        assert_eq!(
+            arg_link(&req("127.0.0.1:5700"), "addr"),
+            Ok((Link::Udp, LinkAddr::Ip(ip)))
+        );
+        assert_eq!(
+            arg_link(&req("tcp:127.0.0.1:5700"), "addr"),
+            Ok((Link::Tcp, LinkAddr::Ip(ip)))
+        );
+        assert_eq!(
+            arg_link(&req("zigbee:0x4F21"), "addr"),
+            Ok((Link::Zigbee, LinkAddr::Zigbee(0x4F21)))
+        );
+        assert_eq!(
+            arg_link(&req("zigbee:0"), "addr"),
+            Ok((Link::Zigbee, LinkAddr::Zigbee(0)))
+        );
+        assert_eq!(
+            arg_link(&req("ble:c1:02:03:04:05:06"), "addr"),
+            Ok((Link::Ble, LinkAddr::Ble("C1:02:03:04:05:06".into())))
+        );
+        for bad in [
+            "zigbee:0xFFFF",
+            "zigbee:x",
+            "ble:C1:02",
+            "ble:C1:02:03:04:05:0G",
+            "nowhere",
+        ] {
+            let e = arg_link(&req(bad), "addr").unwrap_err();
+            assert_eq!(e.code, "INVALID_ARGS", "{bad}");
+        }
     }
 }

@@ -7,6 +7,14 @@
 //! the protocol converter runs on a thread of its own ([`crate::bridge::Bridge`]): the owner
 //! hands it the uses of bridged capabilities the endpoint let through
 //! ([`Event::CapabilityRequest`]) and completes them when it reports back.
+//!
+//! Links other than IP have drivers under [`crate::link`]: with `[zigbee]`, a thread on the
+//! serial Z-Stack stick ([`ZigbeeLink`]); with `[ble]`, a peripheral task on the virtual radio
+//! ([`BleLink`]). Both hand whole inbound datagrams to the owner on one channel as
+//! `(LinkAddr, bytes)`; the owner routes each transmit by its `LinkAddr` variant. A link that
+//! cannot start is logged, reported (`link_errors` in the start line, `links` in the `state`
+//! op) and left out; IP service goes on. The BLE advert's pairable flag follows the PIN, as the
+//! CoAP advert's `pair` does.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -26,6 +34,9 @@ use crate::config::DaemonConfig;
 use crate::control::{self, ControlError, Request};
 use crate::discovery::{Advert, Responder};
 use crate::endpoint::{Endpoint, Event, LinkAddr};
+use crate::link::ble::{static_address, AdvertData};
+use crate::link::ble_peripheral::{capability_bits, BleLink, BleLinkConfig};
+use crate::link::zigbee_driver::ZigbeeLink;
 use crate::trust::TrustStore;
 use crate::wire::Code;
 use crate::{Fault, Identity};
@@ -91,6 +102,29 @@ pub struct Bound {
     pub coap: Option<SocketAddr>,
     /// Control server.
     pub control: Option<SocketAddr>,
+    /// The Zigbee stick's own network address, when the Zigbee link is up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zigbee: Option<u16>,
+    /// The BLE device address, when the BLE link is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ble: Option<String>,
+    /// Links that were configured but could not start (the daemon runs without them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link_errors: Vec<String>,
+}
+
+/// Inbound datagrams from the non-IP link drivers, queued for the owner at most.
+const LINK_QUEUE: usize = 1024;
+
+/// The BLE advert for the endpoint's current state (spec BLE-5).
+fn ble_advert(ep: &Endpoint) -> AdvertData {
+    let id = ep.identity().device_id();
+    AdvertData {
+        version: 1,
+        pairable: ep.has_pin(),
+        device_hash: [id.0[0], id.0[1], id.0[2], id.0[3]],
+        capabilities: capability_bits(ep.config().capabilities.iter().map(|c| c.kind.as_str())),
+    }
 }
 
 fn multicast_socket(group: Ipv4Addr, port: u16, iface: Ipv4Addr) -> anyhow::Result<UdpSocket> {
@@ -150,6 +184,50 @@ pub async fn run(
     drop(bridge_tx);
 
     let mut ep = Endpoint::new(ep_cfg, identity.clone(), trust, seed, Instant::now(), unix);
+
+    // Links below the core other than IP: whole datagrams in on one channel.
+    let (link_tx, mut link_rx) = mpsc::channel::<(LinkAddr, Vec<u8>)>(LINK_QUEUE);
+    let mut link_errors = Vec::new();
+    let zigbee = match &cfg.zigbee {
+        Some(section) => {
+            let lc = section.link_config();
+            let port = lc.port.clone();
+            let tx = link_tx.clone();
+            let started = tokio::task::spawn_blocking(move || {
+                ZigbeeLink::start(lc, move |src, data| {
+                    tx.blocking_send((LinkAddr::Zigbee(src), data)).is_ok()
+                })
+            })
+            .await;
+            match started {
+                Ok(Ok(link)) => Some(link),
+                Ok(Err(e)) => {
+                    tracing::error!(%port, %e, "zigbee: the link cannot start; running without it");
+                    link_errors.push(format!("zigbee: {port}: {e}"));
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(%e, "zigbee: the start-up task failed; running without it");
+                    link_errors.push(format!("zigbee: start-up task failed: {e}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let mut ble_advertised = ble_advert(&ep);
+    let ble = cfg.ble.as_ref().map(|section| {
+        BleLink::spawn(
+            BleLinkConfig {
+                radio: section.radio.clone(),
+                address: static_address(&identity.device_id().0),
+                name: cfg.device.name.clone(),
+                advert: ble_advertised,
+            },
+            link_tx.clone(),
+        )
+    });
+    drop(link_tx);
 
     let udp = Arc::new(
         UdpSocket::bind(cfg.listen.udp)
@@ -257,6 +335,9 @@ pub async fn run(
         tcp: tcp_addr,
         coap: coap_uc.as_ref().and_then(|s| s.local_addr().ok()),
         control: control_addr,
+        zigbee: zigbee.as_ref().map(ZigbeeLink::nwk),
+        ble: ble.as_ref().map(|b| b.address().to_string()),
+        link_errors,
     };
     println!("{}", serde_json::to_string(&bound)?);
     tracing::info!(device = %identity.device_id(), udp = %udp_addr, ?tcp_addr, ?control_addr, "softbusd running");
@@ -285,7 +366,14 @@ pub async fn run(
                         tracing::debug!(%addr, %e, "udp send failed");
                     }
                 }
-                other => tracing::warn!(dst = %other, "no driver for this link in softbusd"),
+                LinkAddr::Zigbee(nwk) => match &zigbee {
+                    Some(z) => z.send(nwk, t.data),
+                    None => tracing::debug!(dst = %t.dst, "no Zigbee link; frame dropped"),
+                },
+                LinkAddr::Ble(central) => match &ble {
+                    Some(b) => b.send(central, t.data),
+                    None => tracing::debug!(%central, "no BLE link; frame dropped"),
+                },
             }
         }
         let mut completed_now = false;
@@ -357,6 +445,9 @@ pub async fn run(
                     ep.handle_datagram(Instant::now(), LinkAddr::Ip(from), &udp_buf[..n]);
                 }
             }
+            Some((from, data)) = link_rx.recv() => {
+                ep.handle_datagram(Instant::now(), from, &data);
+            }
             Some(done) = bridge_rx.recv() => {
                 if let Err(e) = ep.complete_invoke(Instant::now(), done.handle, done.status, &done.result) {
                     // Its connection ended, or the endpoint already answered INTERNAL.
@@ -422,6 +513,12 @@ pub async fn run(
                         });
                         continue;
                     }
+                    "state" => control::execute(&mut ep, now, &cmd.req, &bound, responder.malformed_count()).map(|mut v| {
+                        if let Value::Object(m) = &mut v {
+                            m.insert("links".into(), links_state(&bound, zigbee.as_ref(), ble.as_ref()));
+                        }
+                        v
+                    }),
                     _ => control::execute(&mut ep, now, &cmd.req, &bound, responder.malformed_count()),
                 };
                 // The advert's `pair` follows the PIN (spec DISC-15).
@@ -430,6 +527,14 @@ pub async fn run(
                     a.pair = ep.has_pin();
                     responder.set_advert(a);
                 }
+                // So does the BLE advert's pairable flag.
+                if let Some(b) = &ble {
+                    let a = ble_advert(&ep);
+                    if a != ble_advertised {
+                        b.set_advert(a);
+                        ble_advertised = a;
+                    }
+                }
                 let _ = cmd.reply.send(result);
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
@@ -437,6 +542,23 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The `links` member of the `state` op: each non-IP link, whether it is up, and its counters.
+fn links_state(bound: &Bound, zigbee: Option<&ZigbeeLink>, ble: Option<&BleLink>) -> Value {
+    let mut m = serde_json::Map::new();
+    if let Some(z) = zigbee {
+        m.insert("zigbee".into(), json!(z.status()));
+    }
+    if let Some(b) = ble {
+        let mut v = json!(b.status());
+        v["address"] = json!(b.address());
+        m.insert("ble".into(), v);
+    }
+    if !bound.link_errors.is_empty() {
+        m.insert("errors".into(), json!(bound.link_errors));
+    }
+    Value::Object(m)
 }
 
 /// The `discover` control op: send a CoAP multicast probe and collect adverts for `timeout_ms`.

@@ -11,6 +11,7 @@ use serde_json::json;
 use softbus::wire::frame::{Body, Frame};
 use softbus_conformance::tester::dut::DutHandle;
 use softbus_harness::capture::{Capture, CaptureError};
+use softbus_harness::link::{DatagramLink, Transport};
 use softbus_harness::rig::{ControlKind, DutKind, Rig};
 
 struct Probe {
@@ -87,7 +88,19 @@ fn main() -> ExitCode {
         }
         // Frame port: a Noise HANDSHAKE_1 from a throwaway key must be answered.
         let udp = handle.udp;
-        add_frame_probe(&mut add, udp);
+        let local: SocketAddr = if udp.ip().is_loopback() {
+            ([127, 0, 0, 1], 0).into()
+        } else {
+            ([0, 0, 0, 0], 0).into()
+        };
+        match handle
+            .link(Transport::Udp, local, Duration::from_secs(2))
+            .map_err(|e| e.to_string())
+            .and_then(|l| frame_probe(&*l))
+        {
+            Ok(d) => add("frames", true, d),
+            Err(e) => add("frames", false, format!("{e}; check [dut.udp]")),
+        }
         // Discovery.
         if let Some(disc) = handle.dut.discovery.clone().as_ref() {
             let s = UdpSocket::bind(SocketAddr::new(
@@ -178,19 +191,34 @@ fn main() -> ExitCode {
                 }
             }
         }
-        if d.ble.is_some() {
-            let adapters = std::fs::read_dir("/sys/class/bluetooth")
-                .map(|r| r.count())
-                .unwrap_or(0);
-            add(
+        // The non-IP links: open them as the cases do (the tester's radio comes up and joins,
+        // the BLE central finds, connects and subscribes), then a handshake probe across.
+        for (t, what, fix) in [
+            (
+                Transport::Zigbee,
+                "zigbee",
+                "check [dut.zigbee] radio (the tester's stick), baud and address (the DUT's)",
+            ),
+            (
+                Transport::Ble,
                 "ble",
-                adapters > 0,
-                if adapters > 0 {
-                    format!("{adapters} Bluetooth adapter(s) present")
-                } else {
-                    "no Bluetooth adapter (/sys/class/bluetooth is empty): attach one, or this kernel lacks Bluetooth".into()
+                "check [dut.ble] address or name, the adapter, and that bluetoothd runs (or dbus names the virtual BlueZ)",
+            ),
+        ] {
+            let declared = match t {
+                Transport::Zigbee => d.zigbee.is_some(),
+                _ => d.ble.is_some(),
+            };
+            if !declared {
+                continue;
+            }
+            match handle.link(t, local, Duration::from_secs(3)) {
+                Ok(link) => match frame_probe(&*link) {
+                    Ok(detail) => add(what, true, detail),
+                    Err(e) => add(what, false, format!("link up, but {e}; {fix}")),
                 },
-            );
+                Err(e) => add(what, false, format!("{e}; {fix}")),
+            }
         }
         handle.stop();
     }
@@ -215,47 +243,33 @@ fn main() -> ExitCode {
     }
 }
 
-fn add_frame_probe(add: &mut impl FnMut(&str, bool, String), udp: SocketAddr) {
-    let result = (|| -> Result<String, String> {
-        let id = softbus::Identity::from_secret([0x42; 32]);
-        let mut hs = softbus::crypto::noise_builder(&id)
-            .build_initiator()
-            .map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 256];
-        let n = hs.write_message(&[], &mut buf).map_err(|e| e.to_string())?;
-        let f = Frame {
-            conn_id: 0,
-            body: Body::Handshake1 {
-                sender_conn_id: 0x7e57_0001,
-                noise: buf[..n].to_vec(),
-            },
-        };
-        let local: SocketAddr = if udp.ip().is_loopback() {
-            "127.0.0.1:0"
-        } else {
-            "0.0.0.0:0"
-        }
-        .parse()
-        .map_err(|_| "addr")?;
-        let s = UdpSocket::bind(local).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(1)))
-            .map_err(|e| e.to_string())?;
-        s.send_to(&f.to_vec(), udp).map_err(|e| e.to_string())?;
-        let mut rb = [0u8; 2048];
-        let (n, _) = s
-            .recv_from(&mut rb)
-            .map_err(|_| format!("no answer from {udp} to a HANDSHAKE_1 within 1 s"))?;
-        match Frame::parse(&rb[..n]) {
-            Ok(Frame {
-                body: Body::Handshake2 { .. },
-                ..
-            }) => Ok(format!("{udp} answers HANDSHAKE_1")),
-            Ok(other) => Ok(format!("{udp} answers with {:?}", other.frame_type())),
-            Err(e) => Err(format!("{udp} answered with a malformed frame: {e}")),
-        }
-    })();
-    match result {
-        Ok(d) => add("frames", true, d),
-        Err(e) => add("frames", false, format!("{e}; check [dut.udp]")),
+/// A Noise HANDSHAKE_1 from a throwaway key over `link` must be answered.
+fn frame_probe(link: &dyn DatagramLink) -> Result<String, String> {
+    let id = softbus::Identity::from_secret([0x42; 32]);
+    let mut hs = softbus::crypto::noise_builder(&id)
+        .build_initiator()
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 256];
+    let n = hs.write_message(&[], &mut buf).map_err(|e| e.to_string())?;
+    let f = Frame {
+        conn_id: 0,
+        body: Body::Handshake1 {
+            sender_conn_id: 0x7e57_0001,
+            noise: buf[..n].to_vec(),
+        },
+    };
+    let peer = link.peer();
+    link.send(&f.to_vec()).map_err(|e| e.to_string())?;
+    let answer = link
+        .recv(Duration::from_secs(2))
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no answer from {peer} to a HANDSHAKE_1 within 2 s"))?;
+    match Frame::parse(&answer) {
+        Ok(Frame {
+            body: Body::Handshake2 { .. },
+            ..
+        }) => Ok(format!("{peer} answers HANDSHAKE_1")),
+        Ok(other) => Ok(format!("{peer} answers with {:?}", other.frame_type())),
+        Err(e) => Err(format!("{peer} answered with a malformed frame: {e}")),
     }
 }

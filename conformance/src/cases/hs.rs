@@ -1465,12 +1465,18 @@ pub(crate) fn tester_addr(lt: &LowerTester) -> Result<SocketAddr, StepError> {
     if !a.ip().is_unspecified() {
         return Ok(a);
     }
-    let any: IpAddr = if lt.dut.is_ipv4() {
+    let dut = lt.dut_ip().ok_or_else(|| {
+        StepError::Io(format!(
+            "the DUT can only be told a tester address on an IP link, not {}",
+            lt.transport()
+        ))
+    })?;
+    let any: IpAddr = if dut.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
     } else {
         Ipv6Addr::UNSPECIFIED.into()
     };
     let probe = UdpSocket::bind(SocketAddr::new(any, 0))?;
-    probe.connect(lt.dut)?;
+    probe.connect(dut)?;
     Ok(SocketAddr::new(probe.local_addr()?.ip(), a.port()))
 }

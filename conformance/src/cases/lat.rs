@@ -23,7 +23,9 @@
 
 use std::time::{Duration, Instant};
 
+use softbus::link::{sar, zigbee};
 use softbus::wire::msg::{ChannelKind, Message, MsgBody};
+use softbus_harness::link::Transport;
 use softbus_harness::timing::Histogram;
 
 use crate::case::{Case, Ctx, Measured};
@@ -102,9 +104,20 @@ fn sample(n: u32) -> Vec<u8> {
 fn round_trips(ctx: &mut Ctx<'_>, kind: ChannelKind) -> Result<(), StepError> {
     let (_lt, mut c, sid) = ctx.session("echo", kind)?;
     let t = ctx.timeout();
-    let bound = ctx.pixit.latency_bound();
+    let bound = ctx.pixit.latency_bound_on(ctx.transport.as_str());
     let samples = ctx.pixit.latency_samples.max(1);
     let stream = kind == ChannelKind::Stream;
+    let probe = Message {
+        rseq: 0,
+        body: MsgBody::Data {
+            session_id: sid,
+            msg_id: 0,
+            frag_index: 0,
+            frag_count: 1,
+            payload: sample(0),
+        },
+    };
+    let floor = link_floor(ctx, c.seal_at(&probe, 0).len());
     // On a stream session a sample without an echo within this time counts as lost.
     let loss_timeout = (bound * 5).max(Duration::from_millis(100));
     let wait = if stream { loss_timeout } else { t };
@@ -220,10 +233,52 @@ fn round_trips(ctx: &mut Ctx<'_>, kind: ChannelKind) -> Result<(), StepError> {
     ctx.measured = Some(Measured {
         histogram: hist,
         bound,
-        floor: None,
+        floor,
     });
     ctx.pass();
     Ok(())
+}
+
+/// The physical floor of one round trip of a `frame_len`-byte frame each way on the case's
+/// link, noted in the log: none on IP (the loopback or LAN has no stated floor); on Zigbee the
+/// UART wire time of the MT frames that carry its segments through both radios plus their
+/// 802.15.4 air time; on BLE one connection interval (the answer can leave at the next
+/// connection event at the earliest).
+fn link_floor(ctx: &mut Ctx<'_>, frame_len: usize) -> Option<Duration> {
+    match ctx.transport {
+        Transport::Zigbee => {
+            let baud = ctx.dut.zigbee.as_ref().map(|z| z.baud)?;
+            let segments = sar::segment(&vec![0u8; frame_len], 0, zigbee::APS_PAYLOAD_MAX).ok()?;
+            // Per segment: AF_DATA_REQUEST out of the sender's host (SOF, length, 2 command
+            // bytes, 10 fixed fields, FCS), AF_INCOMING_MSG into the receiver's host (SOF,
+            // length, 2 command bytes, 17 fixed fields, 2 trailing, FCS); on air the segment
+            // plus 51 bytes of PHY/MAC/NWK/APS overhead at 32 µs a byte.
+            let (mut uart_bytes, mut air_bytes) = (0usize, 0usize);
+            for s in &segments {
+                uart_bytes += 5 + 10 + s.len() + 5 + 19 + s.len();
+                air_bytes += 51 + s.len();
+            }
+            let one_way = Duration::from_secs_f64(uart_bytes as f64 * 10.0 / f64::from(baud))
+                + Duration::from_micros(32 * air_bytes as u64);
+            let floor = one_way * 2;
+            ctx.note(format!(
+                "physical floor: {} segments each way, {uart_bytes} bytes of MT frames at {baud} baud and {air_bytes} bytes on 802.15.4 air per direction = {:.3} ms per round trip",
+                segments.len(),
+                floor.as_secs_f64() * 1e3
+            ));
+            Some(floor)
+        }
+        Transport::Ble => {
+            let us = ctx.pixit.ble_connection_interval_us?;
+            let floor = Duration::from_micros(us);
+            ctx.note(format!(
+                "physical floor: one BLE connection interval, {:.2} ms (PIXIT ble_connection_interval_us)",
+                floor.as_secs_f64() * 1e3
+            ));
+            Some(floor)
+        }
+        Transport::Udp | Transport::Tcp => None,
+    }
 }
 
 /// The bytes of the Z-Stack MT exchange one bridged ZCL read needs on the serial line:

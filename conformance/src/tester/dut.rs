@@ -17,7 +17,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use softbus_harness::rig::{helper_placeholders, ControlEndpoint, Dut, DutKind, LaunchVars};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use softbus_harness::link::ble::BleLink;
+use softbus_harness::link::udp::UdpLink;
+use softbus_harness::link::zigbee::ZigbeeLink;
+use softbus_harness::link::{DatagramLink, Transport};
+use softbus_harness::rig::{
+    helper_placeholders, BleResolved, ControlEndpoint, Dut, DutKind, LaunchVars, ZigbeeResolved,
+};
 
 use super::lower::StepError;
 use super::upper::Upper;
@@ -33,6 +42,7 @@ pub struct DutHandle {
     pub fault: Option<String>,
     softbusd: PathBuf,
     znp_emulator: PathBuf,
+    vbluez: PathBuf,
     workdir: PathBuf,
     child: Option<Child>,
     /// The running helpers of the current launch, in start order: (name, process).
@@ -45,12 +55,24 @@ pub struct DutHandle {
     serial_control: Option<(PathBuf, u32)>,
     /// How many times the DUT had to be (re)launched.
     pub launches: u32,
+    /// `[dut.zigbee]` resolved for the current launch.
+    pub zigbee: Option<ZigbeeResolved>,
+    /// `[dut.ble]` resolved for the current launch.
+    pub ble: Option<BleResolved>,
+    /// Open non-IP links, kept across cases of one launch (opening one resets a radio or
+    /// scans and connects, which each case should not pay for).
+    links: BTreeMap<Transport, Arc<dyn DatagramLink>>,
 }
 
 /// Find `softbusd` next to the running binary, building it if it is missing (`SOFTBUSD`
 /// overrides).
 pub fn locate_softbusd() -> Result<PathBuf, String> {
     locate_binary("SOFTBUSD", "softbus", "softbusd")
+}
+
+/// Find the harness's virtual BlueZ, `vbluez`, the same way (`VBLUEZ` overrides).
+pub fn locate_vbluez() -> Result<PathBuf, String> {
+    locate_binary("VBLUEZ", "softbus-harness", "vbluez")
 }
 
 /// Find the harness's `znp-emulator` the same way (`ZNP_EMULATOR` overrides).
@@ -179,16 +201,33 @@ impl DutHandle {
             PathBuf::new()
         };
         // Only rigs that launch the emulator pay for building it.
-        let uses_emulator = dut.launch.as_ref().is_some_and(|l| {
-            l.command
-                .iter()
-                .chain(l.before.iter().flat_map(|h| h.command.iter()))
-                .any(|a| a.contains("{znp_emulator}"))
-        });
-        let znp_emulator = if uses_emulator {
+        let uses = |tool: &str| {
+            dut.launch.as_ref().is_some_and(|l| {
+                l.command
+                    .iter()
+                    .chain(l.before.iter().flat_map(|h| h.command.iter()))
+                    .any(|a| a.contains(tool))
+            })
+        };
+        let znp_emulator = if uses("{znp_emulator}") {
             locate_znp_emulator()?
         } else {
             PathBuf::new()
+        };
+        let vbluez = if uses("{vbluez}") {
+            locate_vbluez()?
+        } else {
+            PathBuf::new()
+        };
+        // An external DUT's links are what the rig says, with no helpers to fill anything in.
+        let (zigbee, ble) = if dut.kind == DutKind::Virtual {
+            (None, None)
+        } else {
+            let vars = LaunchVars::default();
+            (
+                dut.zigbee_resolved(&vars).map_err(|e| e.to_string())?,
+                dut.ble_resolved(&vars).map_err(|e| e.to_string())?,
+            )
         };
         let workdir = run_dir.join("dut");
         std::fs::create_dir_all(&workdir).map_err(|e| format!("{}: {e}", workdir.display()))?;
@@ -198,6 +237,7 @@ impl DutHandle {
             fault,
             softbusd,
             znp_emulator,
+            vbluez,
             workdir,
             child: None,
             helpers: Vec::new(),
@@ -205,6 +245,9 @@ impl DutHandle {
             control,
             serial_control,
             launches: 0,
+            zigbee,
+            ble,
+            links: BTreeMap::new(),
         })
     }
 
@@ -277,6 +320,7 @@ impl DutHandle {
         let mut vars = LaunchVars {
             softbusd: self.softbusd.clone(),
             znp_emulator: self.znp_emulator.clone(),
+            vbluez: self.vbluez.clone(),
             config: self.workdir.join("softbusd.toml"),
             fault: self.fault.clone(),
             workdir: self.workdir.clone(),
@@ -314,7 +358,62 @@ impl DutHandle {
         let what = format!("DUT '{}'", self.dut.name);
         let (child, _) = spawn_announcing(&argv, &self.log_path, &what)?;
         self.child = Some(child);
+        self.zigbee = self.dut.zigbee_resolved(&vars).map_err(|e| e.to_string())?;
+        self.ble = self.dut.ble_resolved(&vars).map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// The link to the DUT over `transport`: a fresh UDP socket bound to `local` each time;
+    /// for Zigbee and BLE the link of this launch, opened on first use and kept (drained of
+    /// what an earlier case left behind). TCP is not a datagram link.
+    pub fn link(
+        &mut self,
+        transport: Transport,
+        local: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Arc<dyn DatagramLink>, StepError> {
+        let io = |e: softbus_harness::link::LinkError| StepError::Io(e.to_string());
+        match transport {
+            Transport::Udp => Ok(Arc::new(UdpLink::bind(local, self.udp).map_err(io)?)),
+            Transport::Tcp => Err(StepError::Io(
+                "TCP is a stream link: cases open their own connections".into(),
+            )),
+            Transport::Zigbee | Transport::Ble => {
+                if let Some(l) = self.links.get(&transport) {
+                    while l.recv(Duration::ZERO).map_err(io)?.is_some() {}
+                    return Ok(l.clone());
+                }
+                let link: Arc<dyn DatagramLink> = match transport {
+                    Transport::Zigbee => {
+                        let z = self.zigbee.as_ref().ok_or_else(|| {
+                            StepError::Io(format!(
+                                "DUT '{}' has no [dut.zigbee]: the Zigbee cases need the tester's radio and the DUT's address",
+                                self.dut.name
+                            ))
+                        })?;
+                        Arc::new(
+                            ZigbeeLink::open(&z.radio, z.baud, z.address, timeout).map_err(io)?,
+                        )
+                    }
+                    _ => {
+                        let b = self.ble.as_ref().ok_or_else(|| {
+                            StepError::Io(format!(
+                                "DUT '{}' has no [dut.ble]: the BLE cases need the DUT's address or name",
+                                self.dut.name
+                            ))
+                        })?;
+                        open_ble(b, timeout).map_err(io)?
+                    }
+                };
+                self.links.insert(transport, link.clone());
+                Ok(link)
+            }
+        }
+    }
+
+    /// Forget a link that failed (the next case opens it afresh).
+    pub fn drop_link(&mut self, transport: Transport) {
+        self.links.remove(&transport);
     }
 
     /// Connect to the control channel.
@@ -332,6 +431,7 @@ impl DutHandle {
 
     /// Stop a launched DUT, then its helpers (the last started first).
     pub fn stop(&mut self) {
+        self.links.clear();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -347,4 +447,18 @@ impl Drop for DutHandle {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Connects to the DUT as a BLE central.
+fn open_ble(
+    b: &BleResolved,
+    timeout: Duration,
+) -> Result<Arc<dyn DatagramLink>, softbus_harness::link::LinkError> {
+    let target = softbus_harness::rig::BleTarget {
+        address: b.address.clone(),
+        name: b.name.clone(),
+        dbus: b.dbus.clone(),
+        adapter: b.adapter.clone(),
+    };
+    Ok(Arc::new(BleLink::connect(&target, timeout)?))
 }

@@ -6,7 +6,8 @@
 //! would otherwise hide itself. Everything is blocking with a timeout on every step.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, RngCore, SeedableRng};
@@ -17,6 +18,8 @@ use softbus::wire::frame::{Body, Frame, RECORD_OVERHEAD, SPAKE2_MSG_LEN};
 use softbus::wire::msg::{ChannelKind, Message, MsgBody, PermResult, Qos, Scope, DATA_OVERHEAD};
 use softbus::wire::Code;
 use softbus::{DeviceId, Identity};
+use softbus_harness::link::udp::UdpLink;
+use softbus_harness::link::{DatagramLink, LinkError, Transport};
 
 /// A step did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +41,16 @@ impl From<std::io::Error> for StepError {
     }
 }
 
+impl From<LinkError> for StepError {
+    fn from(e: LinkError) -> StepError {
+        match e {
+            // The DUT dropping its link is the DUT's doing: a step that cannot complete.
+            LinkError::Disconnected(_) | LinkError::Peer(_) => StepError::Unexpected(e.to_string()),
+            _ => StepError::Io(e.to_string()),
+        }
+    }
+}
+
 /// One frame seen by the lower tester, for evidence and for checks across records.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -49,11 +62,9 @@ pub struct Seen {
     pub at: Instant,
 }
 
-/// The tester's UDP endpoint towards one DUT.
+/// The tester's endpoint towards one DUT, over any of its links.
 pub struct LowerTester {
-    sock: UdpSocket,
-    /// The DUT's frame address.
-    pub dut: SocketAddr,
+    link: Arc<dyn DatagramLink>,
     /// The tester's static identity.
     pub identity: Identity,
     rng: ChaCha20Rng,
@@ -79,7 +90,7 @@ pub struct PairOutcome {
 }
 
 impl LowerTester {
-    /// Bind a socket on `local` (use port 0) to talk to `dut`.
+    /// Bind a UDP socket on `local` (use port 0) to talk to `dut`.
     pub fn new(
         local: SocketAddr,
         dut: SocketAddr,
@@ -87,16 +98,40 @@ impl LowerTester {
         seed: u64,
         timeout: Duration,
     ) -> Result<LowerTester, StepError> {
-        let sock = UdpSocket::bind(local)?;
-        Ok(LowerTester {
-            sock,
-            dut,
+        let link = Arc::new(UdpLink::bind(local, dut)?);
+        Ok(LowerTester::over(link, identity, seed, timeout))
+    }
+
+    /// A tester over an open link.
+    pub fn over(
+        link: Arc<dyn DatagramLink>,
+        identity: Identity,
+        seed: u64,
+        timeout: Duration,
+    ) -> LowerTester {
+        LowerTester {
+            mtu: link.max_datagram().min(1400),
+            link,
             identity,
             rng: ChaCha20Rng::seed_from_u64(seed),
             timeout,
             trace: Vec::new(),
-            mtu: 1400,
-        })
+        }
+    }
+
+    /// The transport this tester uses.
+    pub fn transport(&self) -> Transport {
+        self.link.transport()
+    }
+
+    /// The DUT's IP address (IP links only).
+    pub fn dut_ip(&self) -> Option<SocketAddr> {
+        self.link.peer_ip_addr()
+    }
+
+    /// The link (to open a second conversation on the same one).
+    pub fn link(&self) -> Arc<dyn DatagramLink> {
+        self.link.clone()
     }
 
     /// A fresh random identity from the tester's seeded RNG.
@@ -104,11 +139,11 @@ impl LowerTester {
         Identity::generate(&mut self.rng)
     }
 
-    /// The tester's local address.
+    /// The tester's local address (IP links; `0.0.0.0:0` on others).
     pub fn local_addr(&self) -> SocketAddr {
-        self.sock
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.link
+            .local_ip_addr()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// Random u32 (non-zero).
@@ -125,7 +160,7 @@ impl LowerTester {
 
     /// Send raw bytes to the DUT.
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), StepError> {
-        self.sock.send_to(bytes, self.dut)?;
+        self.link.send(bytes)?;
         self.trace.push(Seen {
             outbound: true,
             bytes: bytes.to_vec(),
@@ -136,37 +171,15 @@ impl LowerTester {
 
     /// Receive one datagram from the DUT within `timeout` (`None` on timeout).
     pub fn recv_raw(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, StepError> {
-        let end = Instant::now() + timeout;
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            self.sock
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-            match self.sock.recv_from(&mut buf) {
-                Ok((n, from)) if from == self.dut => {
-                    let b = buf[..n].to_vec();
-                    self.trace.push(Seen {
-                        outbound: false,
-                        bytes: b.clone(),
-                        at: Instant::now(),
-                    });
-                    return Ok(Some(b));
-                }
-                Ok(_) => continue, // someone else: not our DUT
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let got = self.link.recv(timeout)?;
+        if let Some(b) = &got {
+            self.trace.push(Seen {
+                outbound: false,
+                bytes: b.clone(),
+                at: Instant::now(),
+            });
         }
+        Ok(got)
     }
 
     /// Wait for a frame that parses and satisfies `pred`; other frames are skipped.
@@ -583,8 +596,7 @@ impl LowerTester {
     ) -> Result<SecureConn, StepError> {
         Ok(SecureConn {
             preload: VecDeque::new(),
-            sock: self.sock.try_clone()?,
-            dut: self.dut,
+            link: self.link.clone(),
             local_id,
             remote_id,
             tx,
@@ -703,8 +715,7 @@ pub struct RecordSeen {
 
 /// An established secure connection between the lower tester and the DUT.
 pub struct SecureConn {
-    sock: UdpSocket,
-    dut: SocketAddr,
+    link: Arc<dyn DatagramLink>,
     /// Our connection ID (the DUT puts it in the header).
     pub local_id: u32,
     /// The DUT's connection ID.
@@ -772,7 +783,7 @@ impl SecureConn {
 
     /// Send raw bytes to the DUT.
     pub fn send_raw(&self, bytes: &[u8]) -> Result<(), StepError> {
-        self.sock.send_to(bytes, self.dut)?;
+        self.link.send(bytes)?;
         Ok(())
     }
 
@@ -843,24 +854,7 @@ impl SecureConn {
         if let Some(f) = self.preload.pop_front() {
             return Ok(Some(f));
         }
-        let mut buf = vec![0u8; 65536];
-        self.sock
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
-        loop {
-            match self.sock.recv_from(&mut buf) {
-                Ok((n, from)) if from == self.dut => return Ok(Some(buf[..n].to_vec())),
-                Ok(_) => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        Ok(self.link.recv(timeout)?)
     }
 
     /// Pump the socket for up to `timeout`: decrypt records, acknowledge and order reliable
@@ -1171,9 +1165,14 @@ impl SecureConn {
     /// changes address or link does (spec 12.4); frames still queued on the old socket are lost.
     /// Returns the new local address.
     pub fn rebind(&mut self, local: SocketAddr) -> Result<SocketAddr, StepError> {
-        let sock = UdpSocket::bind(local)?;
-        let addr = sock.local_addr()?;
-        self.sock = sock;
+        let dut = self.link.peer_ip_addr().ok_or_else(|| {
+            StepError::Io(format!("cannot rebind a {} link", self.link.transport()))
+        })?;
+        let link = UdpLink::bind(local, dut)?;
+        let addr = link
+            .local_ip_addr()
+            .ok_or_else(|| StepError::Io("the new socket has no address".into()))?;
+        self.link = Arc::new(link);
         Ok(addr)
     }
 
@@ -1197,6 +1196,6 @@ impl SecureConn {
 
     /// The tester's local address of this connection.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.sock.local_addr().ok()
+        self.link.local_ip_addr()
     }
 }

@@ -1,9 +1,24 @@
-//! A virtual Zigbee coordinator: a CC2652 running Z-Stack 3.30 coordinator firmware, as its
-//! host sees it over a serial line, with a small network of legacy ZCL devices behind it.
+//! A virtual Zigbee network: a CC2652 running Z-Stack 3.30 coordinator firmware, as its host
+//! sees it over a serial line, with a small network of legacy ZCL devices behind it, and
+//! optionally more CC2652 sticks running Z-Stack 3.30 as routers on the same network, each with
+//! its own host on its own serial line (how two SoftBus devices talk over Zigbee, spec "Zigbee
+//! link binding").
 //!
-//! Two layers:
+//! Three layers:
 //!
-//! - [`Coordinator`] is the sans-IO device. [`Coordinator::handle_frame`] takes a frame and the
+//! - [`Network`] is the sans-IO network of sticks: [`Network::handle_frame`],
+//!   [`Network::poll_transmit`] and [`Network::poll_timeout`] take the [`StickId`] whose serial
+//!   line the frame is on ([`COORDINATOR`], then the nodes). A node stick answers what the
+//!   coordinator does where a router makes sense (SYS, NV, `UTIL_GET_DEVICE_INFO` with its own
+//!   addresses, `AF_REGISTER`, `ZDO_STARTUP_FROM_APP` and BDB start ending in `DEV_ROUTER`,
+//!   the ZDO discovery requests, the RPC error for the rest). An `AF_DATA_REQUEST` on any stick
+//!   to another stick's network address crosses the modelled radio and comes out of that stick
+//!   as an `AF_INCOMING_MSG`, if its host registered the destination endpoint in the same
+//!   profile. A stick's ZDO also answers requests from the other sticks (`ZDO_MGMT_LQI_REQ`
+//!   with the coordinator as parent, `ZDO_ACTIVE_EP_REQ` with the endpoints its host
+//!   registered, `ZDO_SIMPLE_DESC_REQ`), so a host walking the network finds the nodes (and
+//!   nothing it would bridge on them).
+//! - [`Coordinator`] is the coordinator stick of such a network, as its one host sees it. [`Coordinator::handle_frame`] takes a frame and the
 //!   instant its last byte arrived; [`Coordinator::poll_transmit`] gives frames whose time has
 //!   come; [`Coordinator::poll_timeout`] says when the next one is due. It answers what
 //!   zigpy-znp's startup asks (`SYS_PING`, `UTIL_ASSOC_FIND_DEVICE` for struct alignment, NV
@@ -16,37 +31,70 @@
 //!   `ZDO_SIMPLE_DESC_REQ`) for itself and for the devices, over the same radio model. SREQs it
 //!   does not implement get the RPC error SRSP real firmware sends, so a host sees "not
 //!   recognised", never silence.
-//! - [`Emulator`] puts it on a PTY pair (`serialport::TTYPort::pair`) and paces the line like a
-//!   real UART: each byte it writes is released only once it would have finished crossing an
+//! - [`Emulator`] puts each stick on its own PTY pair (`serialport::TTYPort::pair`) and paces
+//!   each line like a real UART: each byte it writes is released only once it would have finished crossing an
 //!   8N1 line at the configured baud (10 bits per byte), and each frame it reads counts as
 //!   received only when its last byte would have arrived. Latency measured through it therefore
-//!   includes the wire time a USB-serial coordinator stick would add.
+//!   includes the wire time a USB-serial coordinator stick would add. With nodes, every stick
+//!   has a reader and a writer thread sharing the one network, so one line's pacing never holds
+//!   up another's; the coordinator alone keeps a single loop.
 //!
-//! The network behind it:
+//! The network:
 //!
 //! | device | NWK | IEEE | endpoint | clusters |
 //! |---|---|---|---|---|
+//! | coordinator stick | 0x0000 | [`EmulatorConfig::ieee`] | what its host registers | what its host registers |
 //! | on/off light (router) | [`LIGHT_NWK`] | [`LIGHT_IEEE`] | 1 | Basic, On/Off (0x0006: Off, On, Toggle; attribute OnOff) |
 //! | temperature sensor (end device, rx on when idle) | [`SENSOR_NWK`] | [`SENSOR_IEEE`] | 1 | Basic, Temperature Measurement (0x0402: MeasuredValue about 21.5 °C) |
+//! | router stick per node ([`EmulatorConfig::nodes`], `--node NAME`) | from the name | 00:12:4b:00 + from the name | what its host registers (SoftBus: 0x5B) | what its host registers |
 //!
-//! Both are children of the coordinator, so its neighbour table lists them; the light's table
-//! lists the coordinator as its parent; the sensor, an end device, keeps no table.
+//! A node's addresses are an FNV-1a hash of its name (so stable across runs and whatever other
+//! nodes there are), stepped past the coordinator's, the devices', 0x6B0D (the rig's absent
+//! light), broadcasts and earlier nodes': `dut` is 0x2F42 / 00:12:4b:00:d7:30:f8:72, `harness`
+//! 0xF4F1 / 00:12:4b:00:b5:1a:41:eb. [`Network::nodes`] and the announcement say which.
+//!
+//! The light, the sensor and the router sticks that are up are children of the coordinator, so
+//! its neighbour table lists them (devices first); the light's and each stick's table lists the
+//! coordinator as its parent; the sensor, an end device, keeps no table.
+//!
+//! Between sticks: an `AF_DATA_REQUEST` gets its SRSP after the MT turnaround; the frame is on
+//! the air from then for the CSMA backoff and 51 + payload bytes, and comes out of the
+//! destination stick as an `AF_INCOMING_MSG` (group 0, the cluster, the sender's NWK address
+//! and endpoint, was_broadcast 0, LQI 200, security 0, the MAC timestamp, the sender's APS
+//! counter, the payload) when it has been received; the sender's `AF_DATA_CONFIRM` follows the
+//! MAC ACK, or, with option 0x10, the destination's APS ACK. A stick's radio sends its frames
+//! to other sticks one at a time, so frames from one stick to another arrive in the order sent.
+//! As in Z-Stack, the APS layer acknowledges a frame before AF looks for the endpoint, and
+//! `afIncomingData` drops a frame for an endpoint the destination's host did not register (or
+//! registered in another profile): the sender's confirm says SUCCESS and the destination's host
+//! sees nothing. A payload longer than the APS limit
+//! ([`softbus::link::zigbee::APS_PAYLOAD_MAX`], 80 bytes) is refused the way `AF_DataRequest`
+//! refuses one without APS fragmentation: SRSP `afInvalidParameter` (0x02), no confirm,
+//! nothing on the air; on every stick. A router stick whose host has not started it is off the
+//! air: its own requests get SRSP `ZNwkInvalidRequest` (0xC2), frames for it end in
+//! `AF_DATA_CONFIRM` `MAC_NO_ACK` (0xE9) after four unacknowledged transmissions, it answers no
+//! ZDO, and the coordinator's neighbour table leaves it out.
 //!
 //! Radio timing is a fixed model (no randomness, so runs replay): 2.4 GHz O-QPSK at 250 kbit/s
 //! (32 µs per byte), 51 bytes of PHY/MAC/NWK(secured)/APS overhead per frame, the mean CSMA-CA
 //! backoff, a MAC ACK after the 192 µs turnaround, and 2 ms for a device to process a ZCL frame.
 //!
 //! Limits, on purpose: one network, already formed (NV says so, as on a stick that has been used
-//! before), which BDB formation or `ZDO_STARTUP_FROM_APP` restores; the emulator does not form
-//! new networks, join devices, or model loss; of ZDO it answers only the three discovery
-//! requests above (a request for an address nobody has gets its SRSP and then silence). A malformed SREQ gets an RPC
-//! error (invalid length), an unknown address `NWK_NO_ROUTE` after route discovery gives up.
+//! before), which BDB formation or `ZDO_STARTUP_FROM_APP` restores (a node's BDB steering or
+//! formation restores its joined network); the emulator does not form new networks, join or
+//! leave devices, or model loss, interference, multi-hop routing (every stick hears every
+//! other directly), APS retries or APS fragmentation; of ZDO it answers only the three
+//! discovery requests above (a request for an address nobody has gets its SRSP and then
+//! silence). Frames to the light and sensor keep their own timing (they do not queue behind
+//! frames between sticks); broadcasts also reach the other sticks that are up. A malformed SREQ
+//! gets an RPC error (invalid length), an unknown address `NWK_NO_ROUTE` after route discovery
+//! gives up.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -72,6 +120,8 @@ use softbus::link::znp::commands::{
 use softbus::link::znp::decoder::Decoder;
 use softbus::link::znp::frame::{CommandHeader, CommandType, FrameRepr, Subsystem};
 use softbus::link::znp::zcl::{self, FrameType, ReadAttributeRecord, Value, ZclFrame};
+
+use softbus::link::zigbee::APS_PAYLOAD_MAX;
 
 use super::wire_time;
 
@@ -144,6 +194,17 @@ const BROADCAST_MIN: u16 = 0xFFF8;
 const AF_ACK_REQUEST: u8 = 0x10;
 /// Status of `AF_REGISTER` for an endpoint that is already registered (`ZApsDuplicateEntry`).
 const APS_DUPLICATE_ENTRY: u8 = 0xB8;
+/// Status of an `AF_DATA_REQUEST` on a router that is on no network (`ZNwkInvalidRequest`).
+const NWK_INVALID_REQUEST: u8 = 0xC2;
+/// `macAckWaitDuration`: how long the MAC waits for an ACK (54 symbols).
+const MAC_ACK_WAIT: Duration = Duration::from_micros(864);
+/// Transmissions of an unacknowledged MAC frame: the first and `macMaxFrameRetries` (3).
+const MAC_ATTEMPTS: u32 = 4;
+/// The LQI the coordinator and the router nodes hear each other at.
+const NODE_LQI: u8 = 200;
+/// An address the virtual rig configures as a light that is switched off (rigs/virtual.toml):
+/// no node takes it.
+const ABSENT_NWK: u16 = 0x6B0D;
 
 fn air(payload_bytes: usize) -> Duration {
     let bytes = AIR_OVERHEAD_BYTES + u32::try_from(payload_bytes).unwrap_or(u32::MAX / 64);
@@ -169,6 +230,9 @@ pub struct EmulatorConfig {
     pub code_revision: u32,
     /// Log every frame in and out to stderr.
     pub trace: bool,
+    /// Router node sticks on the same network, by name (see [`valid_node_name`]); each gets
+    /// its own PTY.
+    pub nodes: Vec<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -185,6 +249,7 @@ impl Default for EmulatorConfig {
             ],
             code_revision: 20_230_507,
             trace: false,
+            nodes: Vec::new(),
         }
     }
 }
@@ -240,8 +305,11 @@ impl CStruct {
     }
 }
 
-/// The network information base (`nwkIB_t`) of a coordinator running `config`'s network.
-fn nib(config: &EmulatorConfig) -> Vec<u8> {
+/// The network information base (`nwkIB_t`) of stick `id` on `config`'s network: the
+/// coordinator that formed it, or a router that joined it as the coordinator's child.
+fn nib(config: &EmulatorConfig, id: &Identity) -> Vec<u8> {
+    let router = id.role == Role::Router;
+    let parent_ieee = if router { config.ieee.0 } else { 0 };
     let no_key = [0u8; 17];
     CStruct::new(0x00)
         .u8(0) // SequenceNum
@@ -258,15 +326,15 @@ fn nib(config: &EmulatorConfig) -> Vec<u8> {
         .u8(1) // SecureAllFrames
         .u8(5) // SecurityLevel
         .u8(1) // SymLink
-        .u8(0x8F) // CapabilityFlags
+        .u8(if router { 0x8E } else { 0x8F }) // CapabilityFlags (0x01: alternate PAN coordinator)
         .u16(7) // TransactionPersistenceTime
         .u8(2) // nwkProtocolVersion
         .u8(5) // RouteDiscoveryTime
         .u8(30) // RouteExpiryTime
-        .u16(0x0000) // nwkDevAddress: the coordinator
+        .u16(id.nwk) // nwkDevAddress
         .u8(config.channel) // nwkLogicalChannel
-        .u16(0x0000) // nwkCoordAddress
-        .bytes(&[0; 8]) // nwkCoordExtAddress
+        .u16(0x0000) // nwkCoordAddress: the parent (a router's is the coordinator)
+        .bytes(&parent_ieee.to_le_bytes()) // nwkCoordExtAddress
         .u16(config.pan_id) // nwkPanId
         .u16(8) // nwkState: NWK_ROUTER (a started coordinator)
         .u32(1u32.checked_shl(u32::from(config.channel)).unwrap_or(0)) // channelList
@@ -276,7 +344,7 @@ fn nib(config: &EmulatorConfig) -> Vec<u8> {
         .u8(0) // battLifeExt
         .u32(1) // allocatedRouterAddresses
         .u32(1) // allocatedEndDeviceAddresses
-        .u8(0) // nodeDepth
+        .u8(u8::from(router)) // nodeDepth
         .bytes(&config.extended_pan_id.0.to_le_bytes()) // extendedPANID
         .u8(1) // nwkKeyLoaded
         .bytes(&no_key) // spare1
@@ -286,7 +354,7 @@ fn nib(config: &EmulatorConfig) -> Vec<u8> {
         .u8(60) // nwkLinkStatusPeriod
         .u8(3) // nwkRouterAgeLimit
         .u8(0) // nwkUseMultiCast
-        .u8(1) // nwkIsConcentrator
+        .u8(u8::from(!router)) // nwkIsConcentrator
         .u8(120) // nwkConcentratorDiscoveryTime
         .u8(10) // nwkConcentratorRadius
         .u8(1) // nwkAllFresh
@@ -323,15 +391,16 @@ fn assoc_entry(nwk: u16, index: u16, rx_lqi: u8) -> Vec<u8> {
         .finish()
 }
 
-/// The NV store of a coordinator that has formed `config`'s network.
-fn formed_nv(config: &EmulatorConfig) -> BTreeMap<(u16, u16), Vec<u8>> {
+/// The NV store of stick `id`, on `config`'s network (formed by the coordinator, joined by a
+/// router).
+fn formed_nv(config: &EmulatorConfig, id: &Identity) -> BTreeMap<(u16, u16), Vec<u8>> {
     let mut nv = BTreeMap::new();
     let mut legacy = |id: u16, v: Vec<u8>| {
         nv.insert((NV_ITEM_LEGACY, id), v);
     };
-    legacy(osal::EXTADDR, config.ieee.0.to_le_bytes().to_vec());
+    legacy(osal::EXTADDR, id.ieee.0.to_le_bytes().to_vec());
     legacy(osal::STARTUP_OPTION, vec![0]);
-    legacy(osal::NIB, nib(config));
+    legacy(osal::NIB, nib(config, id));
     legacy(
         osal::EXTENDED_PAN_ID,
         config.extended_pan_id.0.to_le_bytes().to_vec(),
@@ -350,7 +419,11 @@ fn formed_nv(config: &EmulatorConfig) -> BTreeMap<(u16, u16), Vec<u8>> {
             .to_le_bytes()
             .to_vec(),
     );
-    legacy(osal::LOGICAL_TYPE, vec![0]); // coordinator
+    let logical = match id.role {
+        Role::Coordinator => logical_type::COORDINATOR,
+        Role::Router => logical_type::ROUTER,
+    };
+    legacy(osal::LOGICAL_TYPE, vec![logical]);
     legacy(
         osal::TCLK_SEED,
         (0u8..16).map(|i| i.wrapping_mul(17) ^ 0x5A).collect(),
@@ -531,7 +604,7 @@ fn temperature_centi(uptime: Duration) -> i16 {
     (2_150.0 + 25.0 * phase.sin()).round() as i16
 }
 
-/// Something the coordinator will do at a given instant.
+/// Something a stick will do at a given instant.
 #[derive(Debug, Clone)]
 enum Scheduled {
     Send(FrameRepr),
@@ -539,90 +612,138 @@ enum Scheduled {
     State(u8),
 }
 
-/// The sans-IO virtual coordinator. See the module docs.
+/// What a stick's firmware is configured as (NV `LOGICAL_TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Coordinator,
+    Router,
+}
+
+/// Who a stick is on the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    ieee: Eui64,
+    nwk: u16,
+    role: Role,
+}
+
+/// Identifies a stick of a [`Network`]: [`COORDINATOR`], then the router nodes, numbered from 1
+/// in [`EmulatorConfig::nodes`] order.
+pub type StickId = usize;
+
+/// The coordinator's [`StickId`].
+pub const COORDINATOR: StickId = 0;
+
+/// A router node stick as a host addresses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSummary {
+    /// The name it was given (`--node NAME`).
+    pub name: String,
+    /// Its network address.
+    pub nwk: u16,
+    /// Its IEEE address (TI OUI 00:12:4b).
+    pub ieee: Eui64,
+}
+
+/// Network addresses no node may take: the coordinator's, the simulated devices', the address
+/// the virtual rig configures as an absent light, and broadcasts.
+fn reserved_nwk(nwk: u16) -> bool {
+    matches!(nwk, 0x0000 | LIGHT_NWK | SENSOR_NWK | ABSENT_NWK) || nwk >= BROADCAST_MIN
+}
+
+/// FNV-1a (32 bits): a stable hash, so a node's addresses depend on its name only.
+fn fnv1a(name: &str) -> u32 {
+    name.bytes().fold(0x811C_9DC5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The addresses of the router nodes named `names`, in order: a hash of the name, stepped past
+/// reserved addresses and those of earlier nodes (so a name keeps its addresses whatever other
+/// nodes there are, unless two names collide).
+fn node_identities(config: &EmulatorConfig, names: &[String]) -> Vec<Identity> {
+    let mut out: Vec<Identity> = Vec::new();
+    for name in names {
+        let h = fnv1a(name);
+        let mut nwk = (h ^ (h >> 16)) as u16;
+        while reserved_nwk(nwk) || out.iter().any(|i| i.nwk == nwk) {
+            nwk = nwk.wrapping_add(0x0101);
+        }
+        let mut ieee = Eui64(0x0012_4B00_0000_0000 | u64::from(h));
+        while ieee == config.ieee || out.iter().any(|i| i.ieee == ieee) {
+            ieee = Eui64(0x0012_4B00_0000_0000 | ((ieee.0 + 1) & 0xFFFF_FFFF));
+        }
+        out.push(Identity {
+            ieee,
+            nwk,
+            role: Role::Router,
+        });
+    }
+    out
+}
+
+/// Whether `name` is usable as a node name: it becomes part of announcement fields and rig
+/// placeholders (`{znp_node_NAME_pty}`), whose names are ASCII letters, digits and `_`.
+pub fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// One CC2652 running Z-Stack 3.30 (ZNP) as its host sees it: the firmware state that belongs
+/// to the stick, not to the radio network (see [`Network`] for that).
 #[derive(Debug)]
-pub struct Coordinator {
-    config: EmulatorConfig,
-    boot: Instant,
+struct Stick {
+    name: String,
+    id: Identity,
+    /// The LQI the coordinator hears it at (and it hears the coordinator at).
+    lqi: u8,
     nv: BTreeMap<(u16, u16), Vec<u8>>,
     state: u8,
     endpoints: BTreeMap<u8, AfRegisterReq>,
-    devices: Vec<SimDevice>,
     queue: BTreeMap<(Instant, u64), Scheduled>,
     seq: u64,
     aps_counter: u8,
     primary_channels: u32,
+    /// When its radio has finished with the frames to other sticks it queued so far.
+    radio_free: Instant,
 }
 
-impl Coordinator {
-    /// A coordinator that has just powered up at `now`, with its network formed in NV but not
-    /// started (as Z-Stack 3 waits for the host to start commissioning).
-    pub fn new(config: EmulatorConfig, now: Instant) -> Coordinator {
-        let nv = formed_nv(&config);
-        Coordinator {
-            primary_channels: 1u32.checked_shl(u32::from(config.channel)).unwrap_or(0),
-            config,
-            boot: now,
-            nv,
+impl Stick {
+    fn new(name: &str, id: Identity, lqi: u8, config: &EmulatorConfig, now: Instant) -> Stick {
+        Stick {
+            name: name.to_owned(),
+            nv: formed_nv(config, &id),
+            id,
+            lqi,
             state: device_state::INITIALIZED_NOT_STARTED,
             endpoints: BTreeMap::new(),
-            devices: vec![
-                SimDevice {
-                    name: "light",
-                    model: "VirtualLight",
-                    nwk: LIGHT_NWK,
-                    ieee: LIGHT_IEEE,
-                    endpoint: DEVICE_ENDPOINT,
-                    lqi: 180,
-                    kind: DeviceKind::Light { on: false },
-                },
-                SimDevice {
-                    name: "temperature",
-                    model: "VirtualTempSensor",
-                    nwk: SENSOR_NWK,
-                    ieee: SENSOR_IEEE,
-                    endpoint: DEVICE_ENDPOINT,
-                    lqi: 120,
-                    kind: DeviceKind::TemperatureSensor,
-                },
-            ],
             queue: BTreeMap::new(),
             seq: 0,
             aps_counter: 0,
+            primary_channels: 1u32.checked_shl(u32::from(config.channel)).unwrap_or(0),
+            radio_free: now,
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &EmulatorConfig {
-        &self.config
+    /// The state the stick reports once its network is up.
+    fn started_state(&self) -> u8 {
+        match self.id.role {
+            Role::Coordinator => device_state::STARTED_AS_COORDINATOR,
+            Role::Router => device_state::STARTED_AS_ROUTER,
+        }
     }
 
-    /// The ZDO device state ([`device_state`]).
-    pub fn state(&self) -> u8 {
-        self.state
+    /// Whether its network is up, so that its radio takes part in the network.
+    fn on_air(&self) -> bool {
+        self.state == self.started_state()
     }
 
-    /// The simulated devices.
-    pub fn devices(&self) -> Vec<DeviceSummary> {
-        self.devices
-            .iter()
-            .map(|d| DeviceSummary {
-                name: d.name,
-                nwk: d.nwk,
-                ieee: d.ieee.to_string(),
-                endpoint: d.endpoint,
-                clusters: d.clusters().to_vec(),
-            })
-            .collect()
-    }
-
-    /// When the next scheduled frame is due.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    fn poll_timeout(&self) -> Option<Instant> {
         self.queue.keys().next().map(|(at, _)| *at)
     }
 
-    /// The next frame due at or before `now`, in schedule order.
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<FrameRepr> {
+    fn poll_transmit(&mut self, now: Instant) -> Option<FrameRepr> {
         loop {
             let key = *self.queue.keys().next()?;
             if key.0 > now {
@@ -640,13 +761,19 @@ impl Coordinator {
         }
     }
 
-    /// Handles a frame from the host whose last byte arrived at `now`.
-    pub fn handle_frame(&mut self, frame: &FrameRepr, now: Instant) {
-        match frame.header.kind {
-            CommandType::Sreq => self.handle_sreq(frame, now),
-            CommandType::Areq => self.handle_areq(frame, now),
-            // A host never sends SRSPs or polls over UART: ignore, as firmware does.
-            _ => {}
+    /// Enters the states due by `now` (their indications stay queued for the host), so that
+    /// what happens at `now` sees the stick as it then is, polled or not.
+    fn catch_up(&mut self, now: Instant) {
+        for ((at, _), what) in self.queue.iter_mut() {
+            if *at > now {
+                break;
+            }
+            if let Scheduled::State(state) = *what {
+                self.state = state;
+                if let Ok(frame) = (ZdoStateChangeInd { state }).to_frame() {
+                    *what = Scheduled::Send(frame);
+                }
+            }
         }
     }
 
@@ -679,12 +806,15 @@ impl Coordinator {
         }
     }
 
-    fn handle_sreq(&mut self, frame: &FrameRepr, now: Instant) {
-        let t = now + MT_TURNAROUND;
-        let command = match Command::from_frame(frame) {
-            Ok(c) => c,
-            Err(_) => return self.rpc_error(t, frame.header, rpc_error::INVALID_LENGTH),
-        };
+    /// The SREQs a stick answers by itself, without the radio: SYS, NV, UTIL, APP_CNF,
+    /// `AF_REGISTER`, `ZDO_STARTUP_FROM_APP`; anything else gets the RPC error.
+    fn handle_local(
+        &mut self,
+        command: Command,
+        header: CommandHeader,
+        t: Instant,
+        config: &EmulatorConfig,
+    ) {
         match command {
             Command::SysPingReq(_) => self.send_at(
                 t,
@@ -705,7 +835,7 @@ impl Coordinator {
                     major_rel: 2,
                     minor_rel: 7,
                     maint_rel: 1,
-                    code_revision: Some(self.config.code_revision),
+                    code_revision: Some(config.code_revision),
                     bootloader_build_type: Some(0),
                     bootloader_revision: Some(0xFFFF_FFFF),
                 },
@@ -823,14 +953,16 @@ impl Coordinator {
                 self.send_at(t, SysNvWriteRsp { status });
             }
             Command::UtilGetDeviceInfoReq(_) => {
-                let started = self.state == device_state::STARTED_AS_COORDINATOR;
+                let started = self.on_air();
                 let rsp = UtilGetDeviceInfoRsp {
                     status: status::SUCCESS,
-                    ieee: self.config.ieee,
-                    nwk: if started { 0x0000 } else { 0xFFFE },
-                    device_type: 0x07, // coordinator, router and end device capable
+                    ieee: self.id.ieee,
+                    nwk: if started { self.id.nwk } else { 0xFFFE },
+                    // The ZNP image can be any of coordinator, router and end device; NV says
+                    // which it is.
+                    device_type: 0x07,
                     device_state: self.state,
-                    assoc_devices: if started {
+                    assoc_devices: if started && self.id.role == Role::Coordinator {
                         vec![SENSOR_NWK]
                     } else {
                         Vec::new()
@@ -840,15 +972,16 @@ impl Coordinator {
             }
             Command::UtilAssocFindDeviceReq(r) => {
                 // Z-Stack copies the in-memory struct whatever the index: a free slot is all
-                // 0xFF. Hosts size it to learn the firmware's struct alignment.
+                // 0xFF. Hosts size it to learn the firmware's struct alignment. Only the
+                // coordinator has a child (the sensor) in its association table.
                 let device = match r.index {
-                    0 => assoc_entry(SENSOR_NWK, 1, 120),
+                    0 if self.id.role == Role::Coordinator => assoc_entry(SENSOR_NWK, 1, 120),
                     _ => vec![0xFF; 36],
                 };
                 self.send_at(t, UtilAssocFindDeviceRsp { device });
             }
             Command::ZdoStartupFromAppReq(_) => {
-                // 0: restored network state (NV holds a formed network).
+                // 0: restored network state (NV holds a formed or joined network).
                 self.send_at(t, ZdoStartupFromAppRsp { state: 0 });
                 self.start_network(t);
             }
@@ -859,21 +992,27 @@ impl Coordinator {
                         status: status::SUCCESS,
                     },
                 );
-                if mode & bdb::MODE_NWK_FORMATION != 0 {
+                // A coordinator forms (here: restores) its network; a router that is already
+                // on one restores it whether asked to form or to steer.
+                let starting = match self.id.role {
+                    Role::Coordinator => mode & bdb::MODE_NWK_FORMATION,
+                    Role::Router => mode & (bdb::MODE_NWK_FORMATION | bdb::MODE_NWK_STEERING),
+                };
+                if starting != 0 {
                     let done = self.start_network(t);
                     self.send_at(
                         done,
                         AppCnfBdbCommissioningNotification {
                             status: bdb::STATUS_NETWORK_RESTORED,
                             mode: bdb::MODE_NONE,
-                            remaining_modes: bdb::MODE_NWK_FORMATION,
+                            remaining_modes: starting,
                         },
                     );
                     self.send_at(
                         done,
                         AppCnfBdbCommissioningNotification {
                             status: bdb::STATUS_SUCCESS,
-                            mode: bdb::MODE_NWK_FORMATION,
+                            mode: starting,
                             remaining_modes: bdb::MODE_NONE,
                         },
                     );
@@ -913,36 +1052,8 @@ impl Coordinator {
                 };
                 self.send_at(t, AfRegisterRsp { status });
             }
-            Command::AfDataRequestReq(req) => self.af_data_request(req, t),
-            Command::ZdoMgmtLqiReq(req) => {
-                self.send_at(
-                    t,
-                    ZdoMgmtLqiRsp {
-                        status: status::SUCCESS,
-                    },
-                );
-                self.zdo_mgmt_lqi(req, t);
-            }
-            Command::ZdoActiveEpReq(req) => {
-                self.send_at(
-                    t,
-                    ZdoActiveEpRsp {
-                        status: status::SUCCESS,
-                    },
-                );
-                self.zdo_active_ep(req, t);
-            }
-            Command::ZdoSimpleDescReq(req) => {
-                self.send_at(
-                    t,
-                    ZdoSimpleDescRsp {
-                        status: status::SUCCESS,
-                    },
-                );
-                self.zdo_simple_desc(req, t);
-            }
             _ => {
-                let code = match frame.header.subsystem {
+                let code = match header.subsystem {
                     Subsystem::Sys
                     | Subsystem::Af
                     | Subsystem::Zdo
@@ -951,7 +1062,7 @@ impl Coordinator {
                     | Subsystem::Zgp => rpc_error::INVALID_COMMAND_ID,
                     _ => rpc_error::INVALID_SUBSYSTEM,
                 };
-                self.rpc_error(t, frame.header, code);
+                self.rpc_error(t, header, code);
             }
         }
     }
@@ -967,12 +1078,16 @@ impl Coordinator {
         );
     }
 
-    /// Starts the network from NV (if not started); returns when it will be up.
+    /// Starts the network from NV (if not started); returns when it will be up. A coordinator
+    /// passes through `DEV_COORD_STARTING`; a router reports `DEV_ROUTER` once its
+    /// start-router request is confirmed.
     fn start_network(&mut self, t: Instant) -> Instant {
         let up = t + NETWORK_RESTORE_TIME;
-        if self.state != device_state::STARTED_AS_COORDINATOR {
-            self.at(t, Scheduled::State(device_state::STARTING_AS_COORDINATOR));
-            self.at(up, Scheduled::State(device_state::STARTED_AS_COORDINATOR));
+        if !self.on_air() {
+            if self.id.role == Role::Coordinator {
+                self.at(t, Scheduled::State(device_state::STARTING_AS_COORDINATOR));
+            }
+            self.at(up, Scheduled::State(self.started_state()));
         }
         up
     }
@@ -999,20 +1114,257 @@ impl Coordinator {
         }
     }
 
-    /// When a ZDO answer from `dst` reaches the host, for a request of `req_len` ZDP bytes and
-    /// an answer of `rsp_len`: at once from the coordinator itself, after a radio round trip
-    /// from a device, never from an address nobody has.
+    /// The simple descriptor of a registered endpoint.
+    fn simple_descriptor(&self, endpoint: u8) -> Option<SimpleDescriptor> {
+        self.endpoints.get(&endpoint).map(|reg| SimpleDescriptor {
+            endpoint: reg.endpoint,
+            profile_id: reg.profile_id,
+            device_id: reg.device_id,
+            device_version: reg.device_version,
+            input_clusters: reg.input_clusters.clone(),
+            output_clusters: reg.output_clusters.clone(),
+        })
+    }
+
+    /// Whether its AF hands an APS frame for `endpoint` in `profile` up to the host. Z-Stack's
+    /// `afIncomingData` drops a frame for an endpoint nobody registered, or whose profile is
+    /// neither the frame's nor the wildcard.
+    fn accepts(&self, endpoint: u8, profile: u16) -> bool {
+        self.endpoints.get(&endpoint).is_some_and(|reg| {
+            reg.profile_id == profile || reg.profile_id == 0xFFFF || profile == 0xFFFF
+        })
+    }
+}
+
+/// The sans-IO simulated network: the coordinator stick, the router node sticks, and the
+/// legacy ZCL devices, sharing one modelled radio channel. See the module docs.
+///
+/// Each stick has its own serial line: [`Network::handle_frame`] takes a frame a stick's host
+/// sent and the instant its last byte arrived; [`Network::poll_transmit`] gives the frames a
+/// stick has for its host whose time has come; [`Network::poll_timeout`] says when a stick's
+/// next one is due.
+#[derive(Debug)]
+pub struct Network {
+    config: EmulatorConfig,
+    boot: Instant,
+    devices: Vec<SimDevice>,
+    /// [`COORDINATOR`] first, then the nodes in [`EmulatorConfig::nodes`] order.
+    sticks: Vec<Stick>,
+}
+
+impl Network {
+    /// A network whose sticks have all just powered up at `now`, each with the network in NV
+    /// (formed by the coordinator, joined by the routers) but not started, as Z-Stack 3 waits
+    /// for its host. Node names are taken as given (see [`valid_node_name`]); of duplicates,
+    /// [`Network::stick`] finds the first.
+    pub fn new(config: EmulatorConfig, now: Instant) -> Network {
+        let coordinator = Identity {
+            ieee: config.ieee,
+            nwk: 0x0000,
+            role: Role::Coordinator,
+        };
+        let mut sticks = vec![Stick::new("coordinator", coordinator, 255, &config, now)];
+        for (name, id) in config
+            .nodes
+            .iter()
+            .zip(node_identities(&config, &config.nodes))
+        {
+            sticks.push(Stick::new(name, id, NODE_LQI, &config, now));
+        }
+        Network {
+            boot: now,
+            devices: vec![
+                SimDevice {
+                    name: "light",
+                    model: "VirtualLight",
+                    nwk: LIGHT_NWK,
+                    ieee: LIGHT_IEEE,
+                    endpoint: DEVICE_ENDPOINT,
+                    lqi: 180,
+                    kind: DeviceKind::Light { on: false },
+                },
+                SimDevice {
+                    name: "temperature",
+                    model: "VirtualTempSensor",
+                    nwk: SENSOR_NWK,
+                    ieee: SENSOR_IEEE,
+                    endpoint: DEVICE_ENDPOINT,
+                    lqi: 120,
+                    kind: DeviceKind::TemperatureSensor,
+                },
+            ],
+            sticks,
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EmulatorConfig {
+        &self.config
+    }
+
+    /// How many sticks there are (the coordinator and the nodes).
+    pub fn stick_count(&self) -> usize {
+        self.sticks.len()
+    }
+
+    /// The stick of the node called `name` (`"coordinator"` is [`COORDINATOR`]).
+    pub fn stick(&self, name: &str) -> Option<StickId> {
+        self.sticks.iter().position(|s| s.name == name)
+    }
+
+    /// A stick's name: `coordinator`, or the node's name.
+    ///
+    /// # Panics
+    /// If there is no such stick.
+    pub fn stick_name(&self, stick: StickId) -> &str {
+        &self.sticks[stick].name
+    }
+
+    /// The router nodes, in [`StickId`] order (the first is stick 1).
+    pub fn nodes(&self) -> Vec<NodeSummary> {
+        self.sticks[1..]
+            .iter()
+            .map(|s| NodeSummary {
+                name: s.name.clone(),
+                nwk: s.id.nwk,
+                ieee: s.id.ieee,
+            })
+            .collect()
+    }
+
+    /// The simulated ZCL devices.
+    pub fn devices(&self) -> Vec<DeviceSummary> {
+        self.devices
+            .iter()
+            .map(|d| DeviceSummary {
+                name: d.name,
+                nwk: d.nwk,
+                ieee: d.ieee.to_string(),
+                endpoint: d.endpoint,
+                clusters: d.clusters().to_vec(),
+            })
+            .collect()
+    }
+
+    /// A stick's ZDO device state ([`device_state`]).
+    ///
+    /// # Panics
+    /// If there is no such stick.
+    pub fn state(&self, stick: StickId) -> u8 {
+        self.sticks[stick].state
+    }
+
+    /// When `stick`'s next frame for its host is due.
+    ///
+    /// # Panics
+    /// If there is no such stick.
+    pub fn poll_timeout(&self, stick: StickId) -> Option<Instant> {
+        self.sticks[stick].poll_timeout()
+    }
+
+    /// When the next frame of any stick is due.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.sticks.iter().filter_map(Stick::poll_timeout).min()
+    }
+
+    /// `stick`'s next frame for its host due at or before `now`, in schedule order.
+    ///
+    /// # Panics
+    /// If there is no such stick.
+    pub fn poll_transmit(&mut self, stick: StickId, now: Instant) -> Option<FrameRepr> {
+        self.sticks[stick].poll_transmit(now)
+    }
+
+    /// Handles a frame from `stick`'s host whose last byte arrived at `now`.
+    ///
+    /// # Panics
+    /// If there is no such stick.
+    pub fn handle_frame(&mut self, stick: StickId, frame: &FrameRepr, now: Instant) {
+        for s in &mut self.sticks {
+            s.catch_up(now);
+        }
+        match frame.header.kind {
+            CommandType::Sreq => self.handle_sreq(stick, frame, now),
+            CommandType::Areq => self.sticks[stick].handle_areq(frame, now),
+            // A host never sends SRSPs or polls over UART: ignore, as firmware does.
+            _ => {}
+        }
+    }
+
+    fn handle_sreq(&mut self, s: StickId, frame: &FrameRepr, now: Instant) {
+        let t = now + MT_TURNAROUND;
+        let command = match Command::from_frame(frame) {
+            Ok(c) => c,
+            Err(_) => return self.sticks[s].rpc_error(t, frame.header, rpc_error::INVALID_LENGTH),
+        };
+        match command {
+            Command::AfDataRequestReq(req) => self.af_data_request(s, req, t),
+            Command::ZdoMgmtLqiReq(req) => {
+                self.zdo_srsp(
+                    s,
+                    t,
+                    ZdoMgmtLqiRsp {
+                        status: status::SUCCESS,
+                    },
+                );
+                self.zdo_mgmt_lqi(s, req, t);
+            }
+            Command::ZdoActiveEpReq(req) => {
+                self.zdo_srsp(
+                    s,
+                    t,
+                    ZdoActiveEpRsp {
+                        status: status::SUCCESS,
+                    },
+                );
+                self.zdo_active_ep(s, req, t);
+            }
+            Command::ZdoSimpleDescReq(req) => {
+                self.zdo_srsp(
+                    s,
+                    t,
+                    ZdoSimpleDescRsp {
+                        status: status::SUCCESS,
+                    },
+                );
+                self.zdo_simple_desc(s, req, t);
+            }
+            other => {
+                let Network { config, sticks, .. } = self;
+                sticks[s].handle_local(other, frame.header, t, config);
+            }
+        }
+    }
+
+    fn zdo_srsp<P: Payload>(&mut self, s: StickId, t: Instant, srsp: P) {
+        self.sticks[s].send_at(t, srsp);
+    }
+
+    /// The stick with network address `nwk`, other than `not`.
+    fn stick_at(&self, nwk: u16, not: StickId) -> Option<StickId> {
+        (0..self.sticks.len()).find(|&i| i != not && self.sticks[i].id.nwk == nwk)
+    }
+
+    /// When a ZDO answer from `dst` reaches stick `s`'s host, for a request of `req_len` ZDP
+    /// bytes and an answer of `rsp_len`: at once from the stick itself, after a radio round trip
+    /// from a device or another stick that is on the air, never from an address nobody has.
     fn zdo_answer_at(
         &self,
+        s: StickId,
         dst: u16,
         t: Instant,
         req_len: usize,
         rsp_len: usize,
     ) -> Option<Instant> {
-        if dst == 0x0000 {
+        if dst == self.sticks[s].id.nwk {
             return Some(t);
         }
-        self.devices.iter().any(|d| d.nwk == dst).then(|| {
+        let reachable = self.devices.iter().any(|d| d.nwk == dst)
+            || self
+                .stick_at(dst, s)
+                .is_some_and(|i| self.sticks[i].on_air());
+        reachable.then(|| {
             t + CSMA
                 + air(req_len)
                 + TURNAROUND
@@ -1023,42 +1375,60 @@ impl Coordinator {
         })
     }
 
-    fn zdo_mgmt_lqi(&mut self, req: ZdoMgmtLqiReq, t: Instant) {
+    /// The neighbour table of the node at `nwk`: the coordinator's lists the devices and the
+    /// router sticks on the air (all its children); a router's lists the coordinator, its
+    /// parent; an end device keeps none.
+    fn neighbour_table(&self, nwk: u16) -> Option<Vec<Neighbor>> {
         let ext_pan = self.config.extended_pan_id;
-        let table: Option<Vec<Neighbor>> = if req.dst_addr == 0x0000 {
-            Some(
-                self.devices
-                    .iter()
-                    .map(|d| Neighbor {
+        let coordinator = &self.sticks[COORDINATOR];
+        let parent = |lqi: u8| Neighbor {
+            extended_pan_id: ext_pan,
+            ieee: coordinator.id.ieee,
+            nwk: coordinator.id.nwk,
+            device_type: logical_type::COORDINATOR,
+            rx_on_when_idle: 1,
+            relationship: 0, // parent
+            permit_joining: 0,
+            depth: 0,
+            lqi,
+        };
+        if nwk == coordinator.id.nwk {
+            let devices = self
+                .devices
+                .iter()
+                .map(|d| (d.ieee, d.nwk, d.logical_type(), d.lqi));
+            let nodes = self.sticks[1..]
+                .iter()
+                .filter(|s| s.on_air())
+                .map(|s| (s.id.ieee, s.id.nwk, logical_type::ROUTER, s.lqi));
+            return Some(
+                devices
+                    .chain(nodes)
+                    .map(|(ieee, nwk, device_type, lqi)| Neighbor {
                         extended_pan_id: ext_pan,
-                        ieee: d.ieee,
-                        nwk: d.nwk,
-                        device_type: d.logical_type(),
+                        ieee,
+                        nwk,
+                        device_type,
                         rx_on_when_idle: 1,
                         relationship: 1, // child
                         permit_joining: 0,
                         depth: 1,
-                        lqi: d.lqi,
+                        lqi,
                     })
                     .collect(),
-            )
-        } else {
-            match self.devices.iter().find(|d| d.nwk == req.dst_addr) {
-                Some(d) if d.logical_type() == logical_type::ROUTER => Some(vec![Neighbor {
-                    extended_pan_id: ext_pan,
-                    ieee: self.config.ieee,
-                    nwk: 0x0000,
-                    device_type: logical_type::COORDINATOR,
-                    rx_on_when_idle: 1,
-                    relationship: 0, // parent
-                    permit_joining: 0,
-                    depth: 0,
-                    lqi: d.lqi,
-                }]),
-                _ => None, // an end device keeps no neighbour table
-            }
-        };
-        let rsp = match table {
+            );
+        }
+        if let Some(i) = self.stick_at(nwk, COORDINATOR) {
+            return Some(vec![parent(self.sticks[i].lqi)]);
+        }
+        match self.devices.iter().find(|d| d.nwk == nwk) {
+            Some(d) if d.logical_type() == logical_type::ROUTER => Some(vec![parent(d.lqi)]),
+            _ => None, // an end device keeps no neighbour table
+        }
+    }
+
+    fn zdo_mgmt_lqi(&mut self, s: StickId, req: ZdoMgmtLqiReq, t: Instant) {
+        let rsp = match self.neighbour_table(req.dst_addr) {
             Some(all) => {
                 let page: Vec<Neighbor> = all
                     .iter()
@@ -1081,16 +1451,21 @@ impl Coordinator {
             },
         };
         let rsp_len = 4 + rsp.neighbors.len() * 22;
-        if let Some(at) = self.zdo_answer_at(req.dst_addr, t, 2, rsp_len) {
-            self.send_at(at, rsp);
+        if let Some(at) = self.zdo_answer_at(s, req.dst_addr, t, 2, rsp_len) {
+            self.sticks[s].send_at(at, rsp);
         }
     }
 
-    fn zdo_active_ep(&mut self, req: ZdoActiveEpReq, t: Instant) {
+    /// The stick with network address `nwk` (any stick, the asker included).
+    fn stick_with(&self, nwk: u16) -> Option<&Stick> {
+        self.sticks.iter().find(|k| k.id.nwk == nwk)
+    }
+
+    fn zdo_active_ep(&mut self, s: StickId, req: ZdoActiveEpReq, t: Instant) {
         let endpoints: Option<Vec<u8>> = if req.dst_addr != req.nwk_addr_of_interest {
             None
-        } else if req.dst_addr == 0x0000 {
-            Some(self.endpoints.keys().copied().collect())
+        } else if let Some(stick) = self.stick_with(req.dst_addr) {
+            Some(stick.endpoints.keys().copied().collect())
         } else {
             self.devices
                 .iter()
@@ -1108,29 +1483,19 @@ impl Coordinator {
             active_endpoints: endpoints.unwrap_or_default(),
         };
         let rsp_len = 5 + rsp.active_endpoints.len();
-        if let Some(at) = self.zdo_answer_at(req.dst_addr, t, 3, rsp_len) {
-            self.send_at(at, rsp);
+        if let Some(at) = self.zdo_answer_at(s, req.dst_addr, t, 3, rsp_len) {
+            self.sticks[s].send_at(at, rsp);
         }
     }
 
-    fn zdo_simple_desc(&mut self, req: ZdoSimpleDescReq, t: Instant) {
+    fn zdo_simple_desc(&mut self, s: StickId, req: ZdoSimpleDescReq, t: Instant) {
         let (status, descriptor) = if req.endpoint == 0 || req.endpoint > 240 {
             (zdo_status::INVALID_EP, None)
         } else if req.dst_addr != req.nwk_addr_of_interest {
             (zdo_status::DEVICE_NOT_FOUND, None)
-        } else if req.dst_addr == 0x0000 {
-            match self.endpoints.get(&req.endpoint) {
-                Some(reg) => (
-                    zdo_status::SUCCESS,
-                    Some(SimpleDescriptor {
-                        endpoint: reg.endpoint,
-                        profile_id: reg.profile_id,
-                        device_id: reg.device_id,
-                        device_version: reg.device_version,
-                        input_clusters: reg.input_clusters.clone(),
-                        output_clusters: reg.output_clusters.clone(),
-                    }),
-                ),
+        } else if let Some(stick) = self.stick_with(req.dst_addr) {
+            match stick.simple_descriptor(req.endpoint) {
+                Some(d) => (zdo_status::SUCCESS, Some(d)),
                 None => (zdo_status::NOT_ACTIVE, None),
             }
         } else {
@@ -1147,42 +1512,73 @@ impl Coordinator {
             nwk_addr: req.nwk_addr_of_interest,
             descriptor,
         };
-        if let Some(at) = self.zdo_answer_at(req.dst_addr, t, 4, 20) {
-            self.send_at(at, rsp);
+        if let Some(at) = self.zdo_answer_at(s, req.dst_addr, t, 4, 20) {
+            self.sticks[s].send_at(at, rsp);
         }
     }
 
-    fn af_data_request(&mut self, req: AfDataRequestReq, t: Instant) {
-        if !self.endpoints.contains_key(&req.src_endpoint) {
+    fn af_data_request(&mut self, s: StickId, req: AfDataRequestReq, t: Instant) {
+        let sender = &self.sticks[s];
+        let refuse = |status: u8| AfDataRequestRsp { status };
+        let Some(profile) = sender
+            .endpoints
+            .get(&req.src_endpoint)
+            .map(|r| r.profile_id)
+        else {
             // Z-Stack's AF_DataRequest refuses a source endpoint that was never registered.
-            self.send_at(
-                t,
-                AfDataRequestRsp {
-                    status: status::INVALID_PARAMETER,
-                },
-            );
-            return;
-        }
-        self.send_at(
-            t,
-            AfDataRequestRsp {
-                status: status::SUCCESS,
-            },
-        );
-        let confirm = |status: u8| AfDataConfirm {
-            status,
-            endpoint: req.src_endpoint,
-            trans_id: req.trans_id,
+            return self.sticks[s].send_at(t, refuse(status::INVALID_PARAMETER));
         };
-        let uptime = t.saturating_duration_since(self.boot);
+        if req.data.len() > APS_PAYLOAD_MAX {
+            // Longer than the APS MTU, and ZNP registers no APS fragmentation:
+            // AF_DataRequest returns afStatus_INVALID_PARAMETER, nothing goes on the air.
+            return self.sticks[s].send_at(t, refuse(status::INVALID_PARAMETER));
+        }
+        if sender.id.role == Role::Router && !sender.on_air() {
+            // A router whose network is not up has no NWK layer to hand the frame to.
+            return self.sticks[s].send_at(t, refuse(NWK_INVALID_REQUEST));
+        }
+        self.sticks[s].send_at(t, refuse(status::SUCCESS));
         let broadcast = req.dst_addr >= BROADCAST_MIN;
-        let targets: Vec<usize> = (0..self.devices.len())
+        let devices: Vec<usize> = (0..self.devices.len())
             .filter(|&i| broadcast || self.devices[i].nwk == req.dst_addr)
             .collect();
-        if targets.is_empty() {
-            self.send_at(t + ROUTE_DISCOVERY_TIMEOUT, confirm(status::NWK_NO_ROUTE));
+        let sticks: Vec<StickId> = if broadcast {
+            (0..self.sticks.len())
+                .filter(|&i| i != s && self.sticks[i].on_air())
+                .collect()
+        } else {
+            self.stick_at(req.dst_addr, s).into_iter().collect()
+        };
+        if devices.is_empty() && sticks.is_empty() {
+            let confirm = AfDataConfirm {
+                status: status::NWK_NO_ROUTE,
+                endpoint: req.src_endpoint,
+                trans_id: req.trans_id,
+            };
+            self.sticks[s].send_at(t + ROUTE_DISCOVERY_TIMEOUT, confirm);
             return;
         }
+        let confirmed = if devices.is_empty() {
+            None
+        } else {
+            Some(self.deliver_to_devices(s, &req, &devices, broadcast, t))
+        };
+        if !sticks.is_empty() {
+            self.deliver_to_sticks(s, &req, profile, &sticks, broadcast, t, confirmed.is_none());
+        }
+    }
+
+    /// Carries `req` from stick `s` to the simulated devices `targets`, whose ZCL answers come
+    /// back to it; returns when the frame is confirmed.
+    fn deliver_to_devices(
+        &mut self,
+        s: StickId,
+        req: &AfDataRequestReq,
+        targets: &[usize],
+        broadcast: bool,
+        t: Instant,
+    ) -> Instant {
+        let uptime = t.saturating_duration_since(self.boot);
         let delivered = t + CSMA + air(req.data.len());
         let mac_acked = delivered + TURNAROUND + AIR_BYTE * MAC_ACK_BYTES;
         let confirmed = if broadcast {
@@ -1193,11 +1589,19 @@ impl Coordinator {
         } else {
             mac_acked
         };
-        self.send_at(confirmed, confirm(status::SUCCESS));
+        let sender = &mut self.sticks[s];
+        sender.send_at(
+            confirmed,
+            AfDataConfirm {
+                status: status::SUCCESS,
+                endpoint: req.src_endpoint,
+                trans_id: req.trans_id,
+            },
+        );
         let mut air_free = mac_acked;
-        for i in targets {
+        for &i in targets {
             let device = &mut self.devices[i];
-            let answer = device.handle(&req, broadcast, uptime);
+            let answer = device.handle(req, broadcast, uptime);
             let (src_addr, src_endpoint, lqi) = (device.nwk, device.endpoint, device.lqi);
             let Some(zcl) = answer else { continue };
             let data = zcl.to_bytes();
@@ -1205,7 +1609,8 @@ impl Coordinator {
             let arrives = (air_free.max(mac_acked + DEVICE_PROCESSING) + CSMA + air(data.len()))
                 .max(confirmed);
             air_free = arrives;
-            self.aps_counter = self.aps_counter.wrapping_add(1);
+            let sender = &mut self.sticks[s];
+            sender.aps_counter = sender.aps_counter.wrapping_add(1);
             let msg = AfIncomingMsg {
                 group_id: 0,
                 cluster_id: req.cluster_id,
@@ -1215,15 +1620,166 @@ impl Coordinator {
                 was_broadcast: 0,
                 lqi,
                 security_use: 0,
-                // The MAC receive timestamp, in 16 µs symbols.
-                timestamp: (arrives.saturating_duration_since(self.boot).as_micros() / 16) as u32,
-                trans_seq: self.aps_counter,
+                timestamp: mac_timestamp(arrives.saturating_duration_since(self.boot)),
+                trans_seq: sender.aps_counter,
                 data,
                 mac_src_addr: Some(src_addr),
                 msg_result_radius: Some(0x1D),
             };
-            self.send_at(arrives, msg);
+            sender.send_at(arrives, msg);
         }
+        confirmed
+    }
+
+    /// Carries `req` from stick `s` to the sticks `targets` over the radio: each arrives as an
+    /// `AF_INCOMING_MSG` if its host registered the endpoint in the sender's profile. The
+    /// sender's radio sends its frames to other sticks one after the other, so they arrive in
+    /// the order sent. Confirms to the sender if `confirm`.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_to_sticks(
+        &mut self,
+        s: StickId,
+        req: &AfDataRequestReq,
+        profile: u16,
+        targets: &[StickId],
+        broadcast: bool,
+        t: Instant,
+        confirm: bool,
+    ) {
+        let start = t.max(self.sticks[s].radio_free);
+        let frame_air = CSMA + air(req.data.len());
+        let delivered = start + frame_air;
+        let mac_acked = delivered + TURNAROUND + AIR_BYTE * MAC_ACK_BYTES;
+        let on_air = targets.iter().any(|&i| self.sticks[i].on_air());
+        let (status, confirmed, radio_free) = if broadcast {
+            (status::SUCCESS, delivered, delivered)
+        } else if !on_air {
+            // A joined router that is not up: the MAC tries 1 + macMaxFrameRetries times,
+            // waiting macAckWaitDuration for an ACK each time.
+            let gave_up = start + (frame_air + MAC_ACK_WAIT) * MAC_ATTEMPTS;
+            (status::MAC_NO_ACK, gave_up, gave_up)
+        } else if req.options & AF_ACK_REQUEST != 0 {
+            // The destination's APS ACK (sent by APS whether or not AF then finds the
+            // endpoint), MAC-acked in turn.
+            let acked = mac_acked + CSMA + air(0) + TURNAROUND + AIR_BYTE * MAC_ACK_BYTES;
+            (status::SUCCESS, acked, mac_acked)
+        } else {
+            (status::SUCCESS, mac_acked, mac_acked)
+        };
+        let sender = &mut self.sticks[s];
+        sender.radio_free = radio_free;
+        sender.aps_counter = sender.aps_counter.wrapping_add(1);
+        let (src_addr, trans_seq, sender_lqi) = (sender.id.nwk, sender.aps_counter, sender.lqi);
+        if confirm {
+            sender.send_at(
+                confirmed,
+                AfDataConfirm {
+                    status,
+                    endpoint: req.src_endpoint,
+                    trans_id: req.trans_id,
+                },
+            );
+        }
+        if status != status::SUCCESS {
+            return;
+        }
+        let timestamp = mac_timestamp(delivered.saturating_duration_since(self.boot));
+        for &i in targets {
+            let dst = &mut self.sticks[i];
+            if !dst.on_air() {
+                continue;
+            }
+            let endpoints: Vec<u8> = if req.dst_endpoint == 0xFF {
+                dst.endpoints.keys().copied().collect()
+            } else {
+                vec![req.dst_endpoint]
+            };
+            for endpoint in endpoints {
+                if !dst.accepts(endpoint, profile) {
+                    continue; // AF drops it; the APS ACK (if asked for) went all the same
+                }
+                let msg = AfIncomingMsg {
+                    group_id: 0,
+                    cluster_id: req.cluster_id,
+                    src_addr,
+                    src_endpoint: req.src_endpoint,
+                    dst_endpoint: endpoint,
+                    was_broadcast: u8::from(broadcast),
+                    // One hop: the weaker end of the link decides.
+                    lqi: sender_lqi.min(dst.lqi),
+                    security_use: 0,
+                    timestamp,
+                    trans_seq,
+                    data: req.data.clone(),
+                    mac_src_addr: Some(src_addr),
+                    msg_result_radius: Some(req.radius.saturating_sub(1)),
+                };
+                dst.send_at(delivered, msg);
+            }
+        }
+    }
+}
+
+/// A MAC receive timestamp, in 16 µs units since power-up.
+fn mac_timestamp(since_boot: Duration) -> u32 {
+    (since_boot.as_micros() / 16) as u32
+}
+
+/// The sans-IO virtual coordinator: the coordinator stick of a [`Network`], as its host sees
+/// it. See the module docs.
+#[derive(Debug)]
+pub struct Coordinator {
+    net: Network,
+}
+
+impl Coordinator {
+    /// A coordinator that has just powered up at `now`, with its network formed in NV but not
+    /// started (as Z-Stack 3 waits for the host to start commissioning). The nodes of `config`
+    /// are on its network too ([`Coordinator::network`]).
+    pub fn new(config: EmulatorConfig, now: Instant) -> Coordinator {
+        Coordinator {
+            net: Network::new(config, now),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EmulatorConfig {
+        self.net.config()
+    }
+
+    /// The ZDO device state ([`device_state`]).
+    pub fn state(&self) -> u8 {
+        self.net.state(COORDINATOR)
+    }
+
+    /// The simulated devices.
+    pub fn devices(&self) -> Vec<DeviceSummary> {
+        self.net.devices()
+    }
+
+    /// The whole network, router nodes included.
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// The whole network, to drive the nodes' sticks too.
+    pub fn network_mut(&mut self) -> &mut Network {
+        &mut self.net
+    }
+
+    /// When the next scheduled frame is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.net.poll_timeout(COORDINATOR)
+    }
+
+    /// The next frame due at or before `now`, in schedule order.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<FrameRepr> {
+        self.net.poll_transmit(COORDINATOR, now)
+    }
+
+    /// Handles a frame from the host whose last byte arrived at `now`.
+    pub fn handle_frame(&mut self, frame: &FrameRepr, now: Instant) {
+        self.net.handle_frame(COORDINATOR, frame, now);
     }
 }
 
@@ -1237,6 +1793,9 @@ pub enum EmulatorError {
     /// The PTY master failed.
     #[error("PTY I/O failed: {0}")]
     Io(io::Error),
+    /// The configuration cannot be served (a bad or repeated node name).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// The line pacing of one direction of an 8N1 UART.
@@ -1257,54 +1816,225 @@ impl Line {
     }
 }
 
-/// The virtual coordinator on a PTY. See the module docs.
-pub struct Emulator {
+/// Logs frames to stderr when asked to.
+#[derive(Debug, Clone, Copy)]
+struct Tracer {
+    on: bool,
+    started: Instant,
+}
+
+impl Tracer {
+    fn trace(&self, stick: &str, dir: &str, frame: &FrameRepr) {
+        if !self.on {
+            return;
+        }
+        let name = Command::from_frame(frame)
+            .map(|c| c.name())
+            .unwrap_or("MALFORMED");
+        let ms = self.started.elapsed().as_secs_f64() * 1e3;
+        if stick == "coordinator" {
+            eprintln!("znp-emulator {ms:10.3} ms {dir} {name} {frame}");
+        } else {
+            eprintln!("znp-emulator {ms:10.3} ms [{stick}] {dir} {name} {frame}");
+        }
+    }
+}
+
+/// One stick's serial line: its PTY pair and the pacing of both directions.
+struct Port {
     master: TTYPort,
     // Held open so the master never sees a hang-up between host sessions.
     _slave: TTYPort,
     path: String,
-    coordinator: Coordinator,
     decoder: Decoder,
     tx: Line,
     rx: Line,
+}
+
+impl Port {
+    fn open(baud: u32, now: Instant) -> Result<Port, EmulatorError> {
+        let (master, slave) = TTYPort::pair().map_err(EmulatorError::Pty)?;
+        let path = slave.name().unwrap_or_default();
+        Ok(Port {
+            master,
+            _slave: slave,
+            path,
+            decoder: Decoder::new(),
+            tx: Line::new(baud, now),
+            rx: Line::new(baud, now),
+        })
+    }
+}
+
+/// Feeds bytes a host wrote (read at `at`) to the decoder and gives each complete frame to
+/// `deliver` with the instant its last byte arrived. The host's bytes left it at `at`; on a real
+/// line byte k arrives (k+1) byte times after the line was free, so a frame is complete only
+/// when its last byte would have arrived.
+fn receive(
+    decoder: &mut Decoder,
+    rx: &mut Line,
+    bytes: &[u8],
+    at: Instant,
+    mut deliver: impl FnMut(FrameRepr, Instant),
+) {
+    let start = at.max(rx.free_at);
+    for (k, b) in bytes.iter().enumerate() {
+        decoder.push(std::slice::from_ref(b));
+        while let Some(frame) = decoder.next_frame() {
+            deliver(frame, rx.byte_done(start, k));
+        }
+    }
+    rx.free_at = start + wire_time(bytes.len(), rx.baud);
+}
+
+/// Writes a frame, releasing each byte only once it has crossed the modelled wire: byte `i`
+/// of a frame whose first bit starts at `start` leaves at `start + (i + 1) × 10 / baud`.
+fn transmit(master: &mut TTYPort, tx: &mut Line, bytes: &[u8]) -> Result<(), EmulatorError> {
+    let mut start = Instant::now().max(tx.free_at);
+    master
+        .set_timeout(Duration::from_secs(1))
+        .map_err(|e| EmulatorError::Io(e.into()))?;
+    let mut sent = 0;
+    while sent < bytes.len() {
+        let now = Instant::now();
+        let mut due = sent;
+        while due < bytes.len() && tx.byte_done(start, due) <= now {
+            due += 1;
+        }
+        if due == sent {
+            std::thread::sleep(tx.byte_done(start, sent).saturating_duration_since(now));
+            continue;
+        }
+        match master.write_all(&bytes[sent..due]) {
+            Ok(()) => {
+                if sent == 0 {
+                    // Anchor the rest of the frame on when its first bytes really left:
+                    // a late wake-up then delays the whole frame instead of letting later
+                    // bytes catch up, so from its first byte to its last a frame takes at
+                    // least the time a real UART needs.
+                    let left = Instant::now();
+                    if let Some(anchor) = left.checked_sub(wire_time(due, tx.baud)) {
+                        start = start.max(anchor);
+                    }
+                }
+                sent = due;
+            }
+            // Nobody is reading and the PTY buffer is full: the frame is lost, as it
+            // would be on a real line with no host listening.
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+            Err(e) => return Err(EmulatorError::Io(e)),
+        }
+    }
+    tx.free_at = start + wire_time(bytes.len(), tx.baud);
+    Ok(())
+}
+
+/// What a read from a PTY master means for the serving loop.
+enum ReadOutcome {
+    /// Bytes arrived.
+    Bytes(usize),
+    /// Nothing this time (timeout, interruption, no host has the port open).
+    Idle,
+}
+
+/// Reads what a host wrote, waiting at most `wait`.
+fn read_master(
+    master: &mut TTYPort,
+    buf: &mut [u8],
+    wait: Duration,
+) -> Result<ReadOutcome, EmulatorError> {
+    master
+        .set_timeout(wait)
+        .map_err(|e| EmulatorError::Io(e.into()))?;
+    match master.read(buf) {
+        Ok(0) => {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(ReadOutcome::Idle)
+        }
+        Ok(n) => Ok(ReadOutcome::Bytes(n)),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::Interrupted => {
+            Ok(ReadOutcome::Idle)
+        }
+        // No host has the port open (the slave was hung up): wait for one.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe || e.raw_os_error() == Some(5) => {
+            std::thread::sleep(Duration::from_millis(10));
+            Ok(ReadOutcome::Idle)
+        }
+        Err(e) => Err(EmulatorError::Io(e)),
+    }
+}
+
+/// The longest a serving loop sleeps before it looks at the stop flag again.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+
+/// The virtual network on PTYs: the coordinator's, and one per router node. See the module
+/// docs.
+pub struct Emulator {
+    /// The coordinator's line, then the nodes' in [`StickId`] order.
+    ports: Vec<Port>,
+    coordinator: Coordinator,
     started: Instant,
 }
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Emulator")
-            .field("pty", &self.path)
-            .field("baud", &self.tx.baud)
+            .field("pty", &self.ports[0].path)
+            .field("baud", &self.ports[0].tx.baud)
+            .field("nodes", &self.node_ptys())
             .finish()
     }
 }
 
 impl Emulator {
-    /// Creates the PTY pair and the coordinator behind it.
+    /// Creates a PTY pair for the coordinator and one per node, and the network behind them.
     pub fn new(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
-        let (master, slave) = TTYPort::pair().map_err(EmulatorError::Pty)?;
-        let path = slave.name().unwrap_or_default();
+        let mut seen = std::collections::BTreeSet::new();
+        for name in &config.nodes {
+            if !valid_node_name(name) {
+                return Err(EmulatorError::Config(format!(
+                    "node name {name:?} is not usable: use 1 to 32 ASCII letters, digits or `_` \
+                     (it becomes part of placeholders such as {{znp_node_{name}_pty}})"
+                )));
+            }
+            if name == "coordinator" || !seen.insert(name.as_str()) {
+                return Err(EmulatorError::Config(format!(
+                    "node name {name:?} is already taken; give each node its own name"
+                )));
+            }
+        }
         let now = Instant::now();
+        let ports = (0..=config.nodes.len())
+            .map(|_| Port::open(config.baud, now))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Emulator {
-            master,
-            _slave: slave,
-            path,
-            tx: Line::new(config.baud, now),
-            rx: Line::new(config.baud, now),
+            ports,
             coordinator: Coordinator::new(config, now),
-            decoder: Decoder::new(),
             started: now,
         })
     }
 
-    /// The path a host opens (`/dev/pts/N`).
+    /// The path the coordinator's host opens (`/dev/pts/N`).
     pub fn pty_path(&self) -> &str {
-        &self.path
+        &self.ports[0].path
+    }
+
+    /// The path the host of node `name` opens.
+    pub fn node_pty(&self, name: &str) -> Option<&str> {
+        let stick = self.coordinator.network().stick(name)?;
+        (stick != COORDINATOR).then(|| self.ports[stick].path.as_str())
+    }
+
+    fn node_ptys(&self) -> BTreeMap<String, String> {
+        let net = self.coordinator.network();
+        (1..net.stick_count())
+            .map(|i| (net.stick_name(i).to_owned(), self.ports[i].path.clone()))
+            .collect()
     }
 
     /// The baud rate output is paced at.
     pub fn baud(&self) -> u32 {
-        self.tx.baud
+        self.ports[0].tx.baud
     }
 
     /// The coordinator.
@@ -1312,14 +2042,36 @@ impl Emulator {
         &self.coordinator
     }
 
+    /// The network: the coordinator, the nodes, the devices.
+    pub fn network(&self) -> &Network {
+        self.coordinator.network()
+    }
+
     /// What the emulator prints on start: `{"pty", "baud", "ieee", "network": {"channel",
-    /// "pan_id", "extended_pan_id"}, "devices": [{"name", "nwk", "endpoint", "clusters"}]}`.
+    /// "pan_id", "extended_pan_id"}, "devices": [{"name", "nwk", "endpoint", "clusters"}],
+    /// "nodes": {NAME: {"pty", "nwk", "ieee"}}}`, and for each node the same flattened to the
+    /// top level (`"node_NAME_pty"`, `"node_NAME_nwk"`, `"node_NAME_ieee"`), so that a rig can
+    /// name them as `{znp_node_NAME_pty}` (`{znp_nodes_NAME_pty}` works too).
     pub fn announcement(&self) -> serde_json::Value {
         let devices = self.coordinator.devices();
         let config = self.coordinator.config();
-        serde_json::json!({
-            "pty": self.path,
-            "baud": self.tx.baud,
+        let mut nodes = serde_json::Map::new();
+        let mut flat = Vec::new();
+        for (i, node) in self.network().nodes().into_iter().enumerate() {
+            let pty = &self.ports[i + 1].path;
+            let ieee = node.ieee.to_string();
+            nodes.insert(
+                node.name.clone(),
+                serde_json::json!({"pty": pty, "nwk": node.nwk, "ieee": ieee}),
+            );
+            let name = &node.name;
+            flat.push((format!("node_{name}_pty"), serde_json::json!(pty)));
+            flat.push((format!("node_{name}_nwk"), serde_json::json!(node.nwk)));
+            flat.push((format!("node_{name}_ieee"), serde_json::json!(ieee)));
+        }
+        let mut out = serde_json::json!({
+            "pty": self.ports[0].path,
+            "baud": self.ports[0].tx.baud,
             "ieee": config.ieee.to_string(),
             "network": {
                 "channel": config.channel,
@@ -1327,48 +2079,170 @@ impl Emulator {
                 "extended_pan_id": config.extended_pan_id.to_string(),
             },
             "devices": devices,
-        })
+            "nodes": nodes,
+        });
+        if let Some(map) = out.as_object_mut() {
+            map.extend(flat);
+        }
+        out
     }
 
-    /// Serves the host until `stop` is set.
+    fn tracer(&self) -> Tracer {
+        Tracer {
+            on: self.coordinator.config().trace,
+            started: self.started,
+        }
+    }
+
+    /// Serves the hosts until `stop` is set.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), EmulatorError> {
+        if self.ports.len() == 1 {
+            self.run_coordinator(stop)
+        } else {
+            self.run_network(stop)
+        }
+    }
+
+    /// The coordinator alone: one loop reads its line and writes what is due.
+    fn run_coordinator(&mut self, stop: &AtomicBool) -> Result<(), EmulatorError> {
+        let tracer = self.tracer();
+        let net = &mut self.coordinator.net;
+        let port = &mut self.ports[0];
         let mut buf = [0u8; 512];
         while !stop.load(Ordering::Relaxed) {
-            while let Some(frame) = self.coordinator.poll_transmit(Instant::now()) {
-                self.transmit(&frame)?;
+            while let Some(frame) = net.poll_transmit(COORDINATOR, Instant::now()) {
+                tracer.trace("coordinator", "->", &frame);
+                transmit(&mut port.master, &mut port.tx, &frame.to_bytes())?;
             }
             let now = Instant::now();
-            let wait = self
-                .coordinator
-                .poll_timeout()
-                .map_or(Duration::from_millis(50), |t| {
-                    t.saturating_duration_since(now)
-                })
-                .min(Duration::from_millis(50));
-            self.master
-                .set_timeout(wait)
-                .map_err(|e| EmulatorError::Io(e.into()))?;
-            match self.master.read(&mut buf) {
-                Ok(0) => std::thread::sleep(Duration::from_millis(5)),
-                Ok(n) => self.receive(&buf[..n], Instant::now()),
-                Err(e)
-                    if e.kind() == io::ErrorKind::TimedOut
-                        || e.kind() == io::ErrorKind::Interrupted => {}
-                // No host has the port open (the slave was hung up): wait for one.
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe || e.raw_os_error() == Some(5) => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(EmulatorError::Io(e)),
+            let wait = net
+                .poll_timeout(COORDINATOR)
+                .map_or(IDLE_WAIT, |t| t.saturating_duration_since(now))
+                .min(IDLE_WAIT);
+            if let ReadOutcome::Bytes(n) = read_master(&mut port.master, &mut buf, wait)? {
+                receive(
+                    &mut port.decoder,
+                    &mut port.rx,
+                    &buf[..n],
+                    Instant::now(),
+                    |frame, arrived| {
+                        tracer.trace("coordinator", "<-", &frame);
+                        net.handle_frame(COORDINATOR, &frame, arrived);
+                    },
+                );
             }
         }
         Ok(())
     }
 
+    /// Several sticks: each has a reader thread (its host's frames into the shared network)
+    /// and a writer thread (its frames out, paced, when due), so one line's pacing never holds
+    /// up another's. A reader wakes the writers whenever it changed the network.
+    fn run_network(&mut self, stop: &AtomicBool) -> Result<(), EmulatorError> {
+        let tracer = self.tracer();
+        let names: Vec<String> = (0..self.ports.len())
+            .map(|i| self.coordinator.net.stick_name(i).to_owned())
+            .collect();
+        let mut readers = Vec::new();
+        for port in &self.ports {
+            readers.push(
+                port.master
+                    .try_clone_native()
+                    .map_err(|e| EmulatorError::Io(e.into()))?,
+            );
+        }
+        let net = Mutex::new(&mut self.coordinator.net);
+        let changed = Condvar::new();
+        let failed = AtomicBool::new(false);
+        let (net, changed, failed, names) = (&net, &changed, &failed, &names);
+        let halt = move || stop.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed);
+        let results: Vec<Result<(), EmulatorError>> = std::thread::scope(|scope| {
+            let mut threads = Vec::new();
+            for (i, (port, mut reader)) in self.ports.iter_mut().zip(readers).enumerate() {
+                let Port {
+                    master,
+                    decoder,
+                    tx,
+                    rx,
+                    ..
+                } = port;
+                let name = names[i].as_str();
+                threads.push(scope.spawn(move || {
+                    let mut buf = [0u8; 512];
+                    let served = (|| {
+                        while !halt() {
+                            if let ReadOutcome::Bytes(n) =
+                                read_master(&mut reader, &mut buf, IDLE_WAIT)?
+                            {
+                                let mut net = net.lock().unwrap_or_else(PoisonError::into_inner);
+                                receive(decoder, rx, &buf[..n], Instant::now(), |frame, at| {
+                                    tracer.trace(name, "<-", &frame);
+                                    net.handle_frame(i, &frame, at);
+                                });
+                                drop(net);
+                                changed.notify_all();
+                            }
+                        }
+                        Ok(())
+                    })();
+                    if served.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                        changed.notify_all();
+                    }
+                    served
+                }));
+                threads.push(scope.spawn(move || {
+                    let served = (|| loop {
+                        let frame = {
+                            let mut guard = net.lock().unwrap_or_else(PoisonError::into_inner);
+                            loop {
+                                if halt() {
+                                    return Ok(());
+                                }
+                                let now = Instant::now();
+                                if let Some(frame) = guard.poll_transmit(i, now) {
+                                    break frame;
+                                }
+                                let wait = guard
+                                    .poll_timeout(i)
+                                    .map_or(IDLE_WAIT, |t| t.saturating_duration_since(now))
+                                    .min(IDLE_WAIT);
+                                guard = match changed.wait_timeout(guard, wait) {
+                                    Ok((g, _)) => g,
+                                    Err(poisoned) => poisoned.into_inner().0,
+                                };
+                            }
+                        };
+                        tracer.trace(name, "->", &frame);
+                        transmit(master, tx, &frame.to_bytes())?;
+                    })();
+                    if served.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                        changed.notify_all();
+                    }
+                    served
+                }));
+            }
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join().unwrap_or_else(|_| {
+                        Err(EmulatorError::Io(io::Error::other(
+                            "emulator thread panicked",
+                        )))
+                    })
+                })
+                .collect()
+        });
+        results.into_iter().find(Result::is_err).unwrap_or(Ok(()))
+    }
+
     /// Runs on a background thread until the handle is dropped.
     pub fn spawn(mut self) -> EmulatorHandle {
         let stop = Arc::new(AtomicBool::new(false));
-        let path = self.path.clone();
+        let path = self.pty_path().to_owned();
         let baud = self.baud();
+        let nodes = self.node_ptys();
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || self.run(&flag));
         EmulatorHandle {
@@ -1376,79 +2250,7 @@ impl Emulator {
             thread: Some(thread),
             path,
             baud,
-        }
-    }
-
-    fn receive(&mut self, bytes: &[u8], at: Instant) {
-        // The host's bytes left it now; on a real line byte k arrives (k+1) byte times after the
-        // line was free, so a frame is complete only when its last byte would have arrived.
-        let start = at.max(self.rx.free_at);
-        for (k, b) in bytes.iter().enumerate() {
-            self.decoder.push(std::slice::from_ref(b));
-            while let Some(frame) = self.decoder.next_frame() {
-                let arrived = self.rx.byte_done(start, k);
-                self.trace("<-", &frame);
-                self.coordinator.handle_frame(&frame, arrived);
-            }
-        }
-        self.rx.free_at = start + wire_time(bytes.len(), self.rx.baud);
-    }
-
-    /// Writes a frame, releasing each byte only once it has crossed the modelled wire: byte `i`
-    /// of a frame whose first bit starts at `start` leaves at `start + (i + 1) × 10 / baud`.
-    fn transmit(&mut self, frame: &FrameRepr) -> Result<(), EmulatorError> {
-        self.trace("->", frame);
-        let bytes = frame.to_bytes();
-        let mut start = Instant::now().max(self.tx.free_at);
-        self.master
-            .set_timeout(Duration::from_secs(1))
-            .map_err(|e| EmulatorError::Io(e.into()))?;
-        let mut sent = 0;
-        while sent < bytes.len() {
-            let now = Instant::now();
-            let mut due = sent;
-            while due < bytes.len() && self.tx.byte_done(start, due) <= now {
-                due += 1;
-            }
-            if due == sent {
-                std::thread::sleep(
-                    self.tx
-                        .byte_done(start, sent)
-                        .saturating_duration_since(now),
-                );
-                continue;
-            }
-            match self.master.write_all(&bytes[sent..due]) {
-                Ok(()) => {
-                    if sent == 0 {
-                        // Anchor the rest of the frame on when its first bytes really left:
-                        // a late wake-up then delays the whole frame instead of letting later
-                        // bytes catch up, so from its first byte to its last a frame takes at
-                        // least the time a real UART needs.
-                        let left = Instant::now();
-                        if let Some(anchor) = left.checked_sub(wire_time(due, self.tx.baud)) {
-                            start = start.max(anchor);
-                        }
-                    }
-                    sent = due;
-                }
-                // Nobody is reading and the PTY buffer is full: the frame is lost, as it
-                // would be on a real line with no host listening.
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
-                Err(e) => return Err(EmulatorError::Io(e)),
-            }
-        }
-        self.tx.free_at = start + wire_time(bytes.len(), self.tx.baud);
-        Ok(())
-    }
-
-    fn trace(&self, dir: &str, frame: &FrameRepr) {
-        if self.coordinator.config.trace {
-            let name = Command::from_frame(frame)
-                .map(|c| c.name())
-                .unwrap_or("MALFORMED");
-            let ms = self.started.elapsed().as_secs_f64() * 1e3;
-            eprintln!("znp-emulator {ms:10.3} ms {dir} {name} {frame}");
+            nodes,
         }
     }
 }
@@ -1460,12 +2262,18 @@ pub struct EmulatorHandle {
     thread: Option<JoinHandle<Result<(), EmulatorError>>>,
     path: String,
     baud: u32,
+    nodes: BTreeMap<String, String>,
 }
 
 impl EmulatorHandle {
-    /// The PTY path for the host.
+    /// The PTY path for the coordinator's host.
     pub fn pty_path(&self) -> &str {
         &self.path
+    }
+
+    /// The PTY path for the host of node `name`.
+    pub fn node_pty(&self, name: &str) -> Option<&str> {
+        self.nodes.get(name).map(String::as_str)
     }
 
     /// The paced baud rate.
@@ -1499,11 +2307,18 @@ impl Drop for EmulatorHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use softbus::link::znp::commands::{SysPingReq, UtilAssocFindDeviceReq};
+    use softbus::link::znp::commands::{SysPingReq, SysResetReq, UtilAssocFindDeviceReq};
 
     #[test]
     fn nib_has_zstack_330_aligned_size() {
-        assert_eq!(nib(&EmulatorConfig::default()).len(), 116);
+        assert_eq!(
+            nib(
+                &EmulatorConfig::default(),
+                &Network::new(EmulatorConfig::default(), Instant::now()).sticks[0].id
+            )
+            .len(),
+            116
+        );
         assert_eq!(assoc_entry(SENSOR_NWK, 1, 120).len(), 36);
     }
 
@@ -1574,5 +2389,586 @@ mod tests {
             let v = temperature_centi(Duration::from_secs(s));
             assert!((2_125..=2_175).contains(&v), "{v}");
         }
+    }
+    // ---- the network of sticks -------------------------------------------------------------
+
+    use softbus::link::zigbee::{SOFTBUS_CLUSTER, SOFTBUS_ENDPOINT, SOFTBUS_PROFILE};
+    use softbus::link::znp::commands::{UtilGetDeviceInfoReq, ZdoStartupFromAppReq};
+
+    type Out = Vec<(StickId, Instant, FrameRepr)>;
+
+    /// Runs the network in virtual time up to `until`: every stick's frames, each at the
+    /// instant it is due.
+    fn advance(net: &mut Network, until: Instant) -> Out {
+        let mut out = Vec::new();
+        while let Some(at) = net.next_timeout().filter(|&at| at <= until) {
+            for stick in 0..net.stick_count() {
+                while let Some(frame) = net.poll_transmit(stick, at) {
+                    out.push((stick, at, frame));
+                }
+            }
+        }
+        out
+    }
+
+    /// The payloads of type `P` stick `stick` got, with when.
+    fn got<P: Payload>(out: &Out, stick: StickId) -> Vec<(Instant, P)> {
+        out.iter()
+            .filter(|(s, _, f)| *s == stick && f.header == P::HEADER)
+            .map(|(_, at, f)| (*at, P::from_payload(&f.payload).expect("payload")))
+            .collect()
+    }
+
+    fn frame<P: Payload>(p: P) -> FrameRepr {
+        p.to_frame().expect("frame")
+    }
+
+    fn softbus_endpoint() -> AfRegisterReq {
+        AfRegisterReq {
+            endpoint: SOFTBUS_ENDPOINT,
+            profile_id: SOFTBUS_PROFILE,
+            device_id: 0,
+            device_version: 0,
+            latency_req: 0,
+            input_clusters: vec![SOFTBUS_CLUSTER],
+            output_clusters: vec![SOFTBUS_CLUSTER],
+        }
+    }
+
+    fn softbus_frame(dst_addr: u16, trans_id: u8, data: Vec<u8>) -> AfDataRequestReq {
+        AfDataRequestReq {
+            dst_addr,
+            dst_endpoint: SOFTBUS_ENDPOINT,
+            src_endpoint: SOFTBUS_ENDPOINT,
+            cluster_id: SOFTBUS_CLUSTER,
+            trans_id,
+            options: AF_ACK_REQUEST,
+            radius: 30,
+            data,
+        }
+    }
+
+    /// A network with nodes `a` and `b`, both started (and `register`ing endpoint 0x5B), and
+    /// the instant everything settled.
+    fn two_nodes(register: [bool; 2]) -> (Network, Instant) {
+        let t0 = Instant::now();
+        let config = EmulatorConfig {
+            nodes: vec!["a".into(), "b".into()],
+            ..EmulatorConfig::default()
+        };
+        let mut net = Network::new(config, t0);
+        for (stick, register) in [(1, register[0]), (2, register[1])] {
+            net.handle_frame(stick, &frame(ZdoStartupFromAppReq { start_delay: 0 }), t0);
+            if register {
+                net.handle_frame(stick, &frame(softbus_endpoint()), t0);
+            }
+        }
+        let settled = t0 + Duration::from_millis(500);
+        let out = advance(&mut net, settled);
+        for stick in [1, 2] {
+            let states: Vec<u8> = got::<ZdoStateChangeInd>(&out, stick)
+                .into_iter()
+                .map(|(_, i)| i.state)
+                .collect();
+            assert_eq!(states, [device_state::STARTED_AS_ROUTER], "stick {stick}");
+            let regs = got::<AfRegisterRsp>(&out, stick);
+            assert!(regs.iter().all(|(_, r)| r.status == status::SUCCESS));
+        }
+        (net, settled)
+    }
+
+    #[test]
+    fn nodes_have_stable_distinct_addresses_clear_of_the_rest() {
+        let names: Vec<String> = ["dut", "harness", "a", "b", "c"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let config = EmulatorConfig::default();
+        let ids = node_identities(&config, &names);
+        assert_eq!(ids, node_identities(&config, &names), "deterministic");
+        // A name's addresses do not depend on the other nodes.
+        assert_eq!(node_identities(&config, &names[1..2])[0], ids[1]);
+        for (i, id) in ids.iter().enumerate() {
+            assert!(!reserved_nwk(id.nwk), "{:#06x}", id.nwk);
+            assert_ne!(id.nwk, 0x6B0D);
+            assert_eq!(id.ieee.0 >> 32, 0x0012_4B00, "TI OUI");
+            assert_ne!(id.ieee, config.ieee);
+            assert!(ids[..i]
+                .iter()
+                .all(|o| o.nwk != id.nwk && o.ieee != id.ieee));
+        }
+        assert!(valid_node_name("dut_1") && !valid_node_name("") && !valid_node_name("a-b"));
+    }
+
+    #[test]
+    fn node_sticks_answer_like_routers() {
+        let t0 = Instant::now();
+        let config = EmulatorConfig {
+            nodes: vec!["dut".into()],
+            ..EmulatorConfig::default()
+        };
+        let mut net = Network::new(config, t0);
+        let node = net.stick("dut").expect("node");
+        let nwk = net.nodes()[0].nwk;
+        net.handle_frame(node, &frame(SysPingReq {}), t0);
+        net.handle_frame(node, &frame(UtilGetDeviceInfoReq {}), t0);
+        net.handle_frame(node, &frame(ZdoStartupFromAppReq { start_delay: 0 }), t0);
+        let t1 = t0 + Duration::from_millis(100);
+        net.handle_frame(node, &frame(UtilGetDeviceInfoReq {}), t1);
+        let unknown = FrameRepr::new(
+            CommandHeader::new(CommandType::Sreq, Subsystem::Zdo, 0x7E),
+            vec![],
+        )
+        .expect("frame");
+        net.handle_frame(node, &unknown, t1);
+        let out = advance(&mut net, t1 + Duration::from_millis(10));
+        assert!(
+            out.iter().all(|(s, _, _)| *s == node),
+            "nothing for the coordinator"
+        );
+        assert_eq!(got::<SysPingRsp>(&out, node).len(), 1);
+        let infos = got::<UtilGetDeviceInfoRsp>(&out, node);
+        assert_eq!(
+            (infos[0].1.nwk, infos[0].1.device_state),
+            (0xFFFE, device_state::INITIALIZED_NOT_STARTED)
+        );
+        assert_eq!(
+            (infos[1].1.nwk, infos[1].1.device_state, infos[1].1.ieee),
+            (nwk, device_state::STARTED_AS_ROUTER, net.nodes()[0].ieee)
+        );
+        assert!(infos[1].1.assoc_devices.is_empty());
+        let err = got::<RpcErrorRsp>(&out, node);
+        assert_eq!(err[0].1.error_code, rpc_error::INVALID_COMMAND_ID);
+        // Its NV says router, at its own address.
+        assert_eq!(
+            net.sticks[node].nv[&(NV_ITEM_LEGACY, osal::LOGICAL_TYPE)],
+            [1]
+        );
+        assert_eq!(net.state(node), device_state::STARTED_AS_ROUTER);
+        // A reset takes it off the network until its host starts it again.
+        net.handle_frame(node, &frame(SysResetReq { reset_type: 1 }), t1);
+        let out = advance(&mut net, t1 + Duration::from_secs(1));
+        assert_eq!(got::<SysResetInd>(&out, node).len(), 1);
+        assert_eq!(net.state(node), device_state::INITIALIZED_NOT_STARTED);
+    }
+
+    #[test]
+    fn aps_payload_crosses_between_nodes_after_the_air_time() {
+        let (mut net, t) = two_nodes([true, true]);
+        let (a, b) = (1, 2);
+        let (a_nwk, b_nwk) = (net.nodes()[0].nwk, net.nodes()[1].nwk);
+        let payload: Vec<u8> = (0u8..40).collect();
+        net.handle_frame(a, &frame(softbus_frame(b_nwk, 9, payload.clone())), t);
+        let out = advance(&mut net, t + Duration::from_secs(1));
+        let srsp = got::<AfDataRequestRsp>(&out, a);
+        assert_eq!(srsp.len(), 1);
+        assert_eq!(
+            srsp[0],
+            (
+                t + MT_TURNAROUND,
+                AfDataRequestRsp {
+                    status: status::SUCCESS
+                }
+            )
+        );
+        let on_air = t + MT_TURNAROUND + CSMA + air(40);
+        let incoming = got::<AfIncomingMsg>(&out, b);
+        assert_eq!(incoming.len(), 1, "{out:?}");
+        let (at, msg) = &incoming[0];
+        assert_eq!(*at, on_air);
+        assert_eq!(
+            (
+                msg.group_id,
+                msg.cluster_id,
+                msg.src_addr,
+                msg.src_endpoint,
+                msg.dst_endpoint
+            ),
+            (
+                0,
+                SOFTBUS_CLUSTER,
+                a_nwk,
+                SOFTBUS_ENDPOINT,
+                SOFTBUS_ENDPOINT
+            )
+        );
+        assert_eq!(
+            (msg.was_broadcast, msg.lqi, msg.security_use),
+            (0, NODE_LQI, 0)
+        );
+        assert_eq!(msg.data, payload);
+        assert_eq!(msg.mac_src_addr, Some(a_nwk));
+        assert_eq!(
+            msg.timestamp,
+            mac_timestamp(on_air.duration_since(t - Duration::from_millis(500)))
+        );
+        // The sender hears of it once the APS ACK is back.
+        let confirm = got::<AfDataConfirm>(&out, a);
+        let aps_acked = on_air
+            + TURNAROUND
+            + AIR_BYTE * MAC_ACK_BYTES
+            + CSMA
+            + air(0)
+            + TURNAROUND
+            + AIR_BYTE * MAC_ACK_BYTES;
+        assert_eq!(
+            confirm,
+            [(
+                aps_acked,
+                AfDataConfirm {
+                    status: status::SUCCESS,
+                    endpoint: SOFTBUS_ENDPOINT,
+                    trans_id: 9
+                }
+            )]
+        );
+        // 40 bytes + 51 of overhead at 32 µs, the CSMA backoff and the MT turnaround.
+        assert_eq!(on_air - t, Duration::from_micros(300 + 1_248 + 91 * 32));
+        assert!(got::<AfIncomingMsg>(&out, COORDINATOR).is_empty());
+    }
+
+    #[test]
+    fn over_long_aps_payload_is_refused_without_going_on_air() {
+        let (mut net, t) = two_nodes([true, true]);
+        let b_nwk = net.nodes()[1].nwk;
+        let too_long = vec![0xAB; APS_PAYLOAD_MAX + 1];
+        net.handle_frame(1, &frame(softbus_frame(b_nwk, 1, too_long)), t);
+        net.handle_frame(
+            1,
+            &frame(softbus_frame(b_nwk, 2, vec![0xCD; APS_PAYLOAD_MAX])),
+            t,
+        );
+        let out = advance(&mut net, t + Duration::from_secs(1));
+        let srsps: Vec<u8> = got::<AfDataRequestRsp>(&out, 1)
+            .iter()
+            .map(|(_, r)| r.status)
+            .collect();
+        assert_eq!(srsps, [status::INVALID_PARAMETER, status::SUCCESS]);
+        let confirms: Vec<u8> = got::<AfDataConfirm>(&out, 1)
+            .iter()
+            .map(|(_, c)| c.trans_id)
+            .collect();
+        assert_eq!(confirms, [2], "no confirm for a refused request");
+        let incoming = got::<AfIncomingMsg>(&out, 2);
+        assert_eq!(incoming.len(), 1);
+        assert_eq!(incoming[0].1.data.len(), APS_PAYLOAD_MAX);
+    }
+
+    #[test]
+    fn unregistered_endpoint_is_acked_then_dropped_and_absent_nodes_fail() {
+        // b is up but its host registered nothing: APS acknowledges, AF drops the frame.
+        let (mut net, t) = two_nodes([true, false]);
+        let b_nwk = net.nodes()[1].nwk;
+        net.handle_frame(1, &frame(softbus_frame(b_nwk, 1, vec![1, 2, 3])), t);
+        // A registered endpoint in another profile drops it as well.
+        let other_profile = AfRegisterReq {
+            endpoint: SOFTBUS_ENDPOINT,
+            profile_id: zcl::PROFILE_HA,
+            ..softbus_endpoint()
+        };
+        let out = advance(&mut net, t + Duration::from_secs(1));
+        assert_eq!(got::<AfDataConfirm>(&out, 1)[0].1.status, status::SUCCESS);
+        assert!(got::<AfIncomingMsg>(&out, 2).is_empty(), "{out:?}");
+        let t = t + Duration::from_secs(1);
+        net.handle_frame(2, &frame(other_profile), t);
+        net.handle_frame(1, &frame(softbus_frame(b_nwk, 2, vec![4])), t);
+        let out = advance(&mut net, t + Duration::from_secs(1));
+        assert_eq!(got::<AfDataConfirm>(&out, 1)[0].1.status, status::SUCCESS);
+        assert!(got::<AfIncomingMsg>(&out, 2).is_empty(), "{out:?}");
+
+        // b reset (off the air): the MAC gives up; nobody at all: route discovery gives up.
+        let t = t + Duration::from_secs(1);
+        net.handle_frame(2, &frame(SysResetReq { reset_type: 1 }), t);
+        net.handle_frame(1, &frame(softbus_frame(b_nwk, 3, vec![5])), t);
+        net.handle_frame(1, &frame(softbus_frame(0x1234, 4, vec![6])), t);
+        let out = advance(&mut net, t + Duration::from_secs(1));
+        let confirms: Vec<(u8, u8)> = got::<AfDataConfirm>(&out, 1)
+            .iter()
+            .map(|(_, c)| (c.trans_id, c.status))
+            .collect();
+        assert_eq!(
+            confirms,
+            [(3, status::MAC_NO_ACK), (4, status::NWK_NO_ROUTE)]
+        );
+        // b's host, its stick not started, cannot send at all.
+        let t = t + Duration::from_secs(1);
+        net.handle_frame(2, &frame(softbus_endpoint()), t);
+        net.handle_frame(2, &frame(softbus_frame(0x0000, 5, vec![7])), t);
+        let out = advance(&mut net, t + Duration::from_secs(1));
+        let srsp = got::<AfDataRequestRsp>(&out, 2);
+        assert_eq!(srsp[0].1.status, NWK_INVALID_REQUEST);
+    }
+
+    #[test]
+    fn frames_between_two_sticks_arrive_in_the_order_sent() {
+        let (mut net, t) = two_nodes([true, true]);
+        let b_nwk = net.nodes()[1].nwk;
+        // Sent back to back, longest first: the short ones must not overtake.
+        for i in 0u8..6 {
+            let len = usize::from(80 - i * 15);
+            net.handle_frame(1, &frame(softbus_frame(b_nwk, i, vec![i; len])), t);
+        }
+        let out = advance(&mut net, t + Duration::from_secs(1));
+        let incoming = got::<AfIncomingMsg>(&out, 2);
+        let order: Vec<u8> = incoming.iter().map(|(_, m)| m.data[0]).collect();
+        assert_eq!(order, [0, 1, 2, 3, 4, 5]);
+        assert!(
+            incoming.windows(2).all(|w| w[0].0 < w[1].0),
+            "one at a time on the air"
+        );
+        assert!(incoming
+            .windows(2)
+            .all(|w| w[1].1.trans_seq == w[0].1.trans_seq.wrapping_add(1)));
+        let confirms: Vec<u8> = got::<AfDataConfirm>(&out, 1)
+            .iter()
+            .map(|(_, c)| c.trans_id)
+            .collect();
+        assert_eq!(confirms, [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn coordinator_and_nodes_reach_each_other_and_zdo_finds_the_nodes() {
+        let (mut net, t) = two_nodes([true, true]);
+        let a_nwk = net.nodes()[0].nwk;
+        net.handle_frame(
+            COORDINATOR,
+            &frame(ZdoStartupFromAppReq { start_delay: 0 }),
+            t,
+        );
+        net.handle_frame(COORDINATOR, &frame(softbus_endpoint()), t);
+        let t = t + Duration::from_millis(100);
+        advance(&mut net, t);
+        net.handle_frame(1, &frame(softbus_frame(0x0000, 1, b"up".to_vec())), t);
+        net.handle_frame(
+            COORDINATOR,
+            &frame(softbus_frame(a_nwk, 2, b"down".to_vec())),
+            t,
+        );
+        net.handle_frame(
+            COORDINATOR,
+            &frame(ZdoMgmtLqiReq {
+                dst_addr: 0x0000,
+                start_index: 3,
+            }),
+            t,
+        );
+        net.handle_frame(
+            COORDINATOR,
+            &frame(ZdoMgmtLqiReq {
+                dst_addr: a_nwk,
+                start_index: 0,
+            }),
+            t,
+        );
+        net.handle_frame(
+            COORDINATOR,
+            &frame(ZdoActiveEpReq {
+                dst_addr: a_nwk,
+                nwk_addr_of_interest: a_nwk,
+            }),
+            t,
+        );
+        net.handle_frame(
+            COORDINATOR,
+            &frame(ZdoSimpleDescReq {
+                dst_addr: a_nwk,
+                nwk_addr_of_interest: a_nwk,
+                endpoint: SOFTBUS_ENDPOINT,
+            }),
+            t,
+        );
+        let out = advance(&mut net, t + Duration::from_secs(1));
+        let up = got::<AfIncomingMsg>(&out, COORDINATOR);
+        assert_eq!(
+            (up[0].1.src_addr, up[0].1.data.as_slice()),
+            (a_nwk, &b"up"[..])
+        );
+        let down = got::<AfIncomingMsg>(&out, 1);
+        assert_eq!(
+            (down[0].1.src_addr, down[0].1.data.as_slice()),
+            (0x0000, &b"down"[..])
+        );
+        assert!(got::<AfIncomingMsg>(&out, 2).is_empty());
+
+        let tables = got::<ZdoMgmtLqiCallback>(&out, COORDINATOR);
+        let coord = &tables
+            .iter()
+            .find(|(_, c)| c.src_addr == 0x0000)
+            .expect("own table")
+            .1;
+        // Light and sensor first (pages 0), then the two routers.
+        assert_eq!(
+            (coord.neighbor_table_entries, coord.neighbors.len()),
+            (4, 1)
+        );
+        let nodes = net.nodes();
+        let page1 = &coord.neighbors[0];
+        assert_eq!(
+            (page1.nwk, page1.ieee, page1.device_type, page1.relationship),
+            (nodes[1].nwk, nodes[1].ieee, logical_type::ROUTER, 1)
+        );
+        let (at, node_table) = tables
+            .iter()
+            .find(|(_, c)| c.src_addr == a_nwk)
+            .expect("node's");
+        assert!(*at > t + CSMA, "over the radio");
+        assert_eq!(node_table.neighbors.len(), 1);
+        assert_eq!(
+            (
+                node_table.neighbors[0].nwk,
+                node_table.neighbors[0].relationship
+            ),
+            (0x0000, 0)
+        );
+        let eps = got::<ZdoActiveEpCallback>(&out, COORDINATOR);
+        assert_eq!(eps[0].1.active_endpoints, [SOFTBUS_ENDPOINT]);
+        let desc = got::<ZdoSimpleDescCallback>(&out, COORDINATOR);
+        let d = desc[0].1.descriptor.as_ref().expect("descriptor");
+        assert_eq!(
+            (d.profile_id, d.input_clusters.as_slice()),
+            (SOFTBUS_PROFILE, &[SOFTBUS_CLUSTER][..])
+        );
+    }
+
+    #[test]
+    fn announcement_names_each_node_for_rig_placeholders() {
+        let emu = Emulator::new(EmulatorConfig {
+            nodes: vec!["dut".into(), "harness".into()],
+            ..EmulatorConfig::default()
+        })
+        .expect("PTY pairs");
+        let a = emu.announcement();
+        let nodes = emu.network().nodes();
+        let p = crate::rig::helper_placeholders("znp", &a);
+        use crate::rig::HelperValue;
+        for node in &nodes {
+            let pty = emu.node_pty(&node.name).expect("pty");
+            assert_ne!(pty, emu.pty_path());
+            assert_eq!(
+                p.get(&format!("znp_node_{}_pty", node.name)),
+                Some(&HelperValue::Text(pty.to_owned()))
+            );
+            assert_eq!(
+                p.get(&format!("znp_node_{}_nwk", node.name)),
+                Some(&HelperValue::Int(u64::from(node.nwk)))
+            );
+            assert_eq!(
+                p.get(&format!("znp_nodes_{}_ieee", node.name)),
+                Some(&HelperValue::Text(node.ieee.to_string()))
+            );
+        }
+        // The coordinator's fields are as they were.
+        assert_eq!(
+            p.get("znp_pty"),
+            Some(&HelperValue::Text(emu.pty_path().to_owned()))
+        );
+        assert_eq!(p.get("znp_baud"), Some(&HelperValue::Int(115_200)));
+        assert!(a["devices"].as_array().is_some_and(|d| d.len() == 2));
+        assert!(Emulator::new(EmulatorConfig {
+            nodes: vec!["x".into(), "x".into()],
+            ..EmulatorConfig::default()
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn two_node_ptys_exchange_a_payload_through_znp_port() {
+        use softbus::link::znp::port::ZnpPort;
+        const T: Duration = Duration::from_secs(3);
+        let handle = Emulator::new(EmulatorConfig {
+            nodes: vec!["dut".into(), "harness".into()],
+            ..EmulatorConfig::default()
+        })
+        .expect("PTY pairs")
+        .spawn();
+        let open = |name: &str| {
+            let mut port =
+                ZnpPort::open(handle.node_pty(name).expect("node"), 115_200).expect("open");
+            port.set_timeout(T);
+            let rsp = port
+                .call(&ZdoStartupFromAppReq { start_delay: 0 })
+                .expect("startup");
+            assert_eq!(rsp.state, 0, "restored");
+            port.wait_for::<ZdoStateChangeInd>(T, |i| i.state == device_state::STARTED_AS_ROUTER)
+                .expect("router up");
+            let reg = port.call(&softbus_endpoint()).expect("AF_REGISTER");
+            assert_eq!(reg.status, status::SUCCESS);
+            let info = port.device_info().expect("device info");
+            (port, info.nwk, info.ieee)
+        };
+        let (mut dut, dut_nwk, dut_ieee) = open("dut");
+        let (mut harness, harness_nwk, _) = open("harness");
+        assert_ne!(dut_nwk, harness_nwk);
+        assert_eq!(dut_ieee.0 >> 32, 0x0012_4B00);
+        let payload: Vec<u8> = (0..APS_PAYLOAD_MAX as u8).collect();
+        let sent = dut
+            .call(&softbus_frame(harness_nwk, 42, payload.clone()))
+            .expect("SRSP");
+        assert_eq!(sent.status, status::SUCCESS);
+        let msg = harness
+            .wait_for::<AfIncomingMsg>(T, |m| m.cluster_id == SOFTBUS_CLUSTER)
+            .expect("delivered");
+        assert_eq!(
+            (msg.src_addr, msg.src_endpoint, msg.dst_endpoint),
+            (dut_nwk, SOFTBUS_ENDPOINT, SOFTBUS_ENDPOINT)
+        );
+        assert_eq!(msg.data, payload);
+        let confirm = dut
+            .wait_for::<AfDataConfirm>(T, |c| c.trans_id == 42)
+            .expect("confirm");
+        assert_eq!(confirm.status, status::SUCCESS);
+        // And back, the other way.
+        harness
+            .call(&softbus_frame(dut_nwk, 7, b"pong".to_vec()))
+            .expect("SRSP");
+        let back = dut
+            .wait_for::<AfIncomingMsg>(T, |_| true)
+            .expect("delivered back");
+        assert_eq!(
+            (back.src_addr, back.data.as_slice()),
+            (harness_nwk, &b"pong"[..])
+        );
+        drop((dut, harness));
+        handle.stop().expect("clean stop");
+    }
+    #[test]
+    fn bridge_walking_the_network_still_finds_only_the_light_and_the_sensor() {
+        use softbus::bridge::host::Host;
+        use softbus::link::znp::port::ZnpPort;
+        const T: Duration = Duration::from_secs(2);
+        let handle = Emulator::new(EmulatorConfig {
+            baud: 0,
+            nodes: vec!["dut".into()],
+            ..EmulatorConfig::default()
+        })
+        .expect("PTY pairs")
+        .spawn();
+        // The node is up, with the SoftBus endpoint: the bridge walks through it.
+        let mut node = ZnpPort::open(handle.node_pty("dut").expect("node"), 115_200).expect("open");
+        node.call(&ZdoStartupFromAppReq { start_delay: 0 })
+            .expect("startup");
+        node.wait_for::<ZdoStateChangeInd>(T, |i| i.state == device_state::STARTED_AS_ROUTER)
+            .expect("router up");
+        assert_eq!(
+            node.call(&softbus_endpoint()).expect("register").status,
+            status::SUCCESS
+        );
+        let mut host =
+            Host::start(handle.pty_path(), 115_200, Duration::from_secs(1)).expect("bridge");
+        let began = std::time::Instant::now();
+        let mut found: Vec<u16> = host
+            .discover()
+            .expect("discover")
+            .iter()
+            .map(|d| d.nwk)
+            .collect();
+        found.sort_unstable();
+        assert_eq!(found, [LIGHT_NWK, SENSOR_NWK]);
+        assert!(
+            began.elapsed() < Duration::from_millis(900),
+            "no node timed out"
+        );
+        drop((host, node));
+        handle.stop().expect("clean stop");
     }
 }

@@ -1,11 +1,13 @@
-//! The harness's side of Zigbee: a virtual Z-Stack coordinator to test against.
+//! The harness's side of Zigbee: a virtual Z-Stack network (a coordinator and router sticks)
+//! to test against.
 //!
 //! The MT codec, the ZCL frames and the host driver ([`softbus::link::znp`]) belong to the
 //! reference implementation, whose protocol converter talks to real coordinators through them;
 //! the harness adds what only a test rig needs:
 //!
 //! - [`emulator`]: a virtual CC2652 coordinator on a PTY, with a light and a temperature sensor
-//!   behind it, whose output is paced at the configured baud rate;
+//!   behind it, and optional router sticks on the same network, each on its own PTY (two
+//!   SoftBus devices' Zigbee radios), whose output is paced at the configured baud rate;
 //! - [`wire_time`]: how long bytes occupy an 8N1 serial line, the physics the pacing follows.
 
 pub mod emulator;

@@ -2,7 +2,7 @@
 //! [`ZnpPort`].
 //!
 //! [`Host::start`] brings the coordinator up the way Z-Stack 3.x hosts (zigpy-znp, Zigbee2MQTT)
-//! do: ping it, soft-reset it (which also forgets endpoints a previous host registered), start
+//! do ([`start_stick`], which the Zigbee link shares): ping it, soft-reset it (which also forgets endpoints a previous host registered), start
 //! the network it has in NV and wait until it is the coordinator, then register the bridge's own
 //! endpoint. [`Host::discover`] walks the network with ZDO: the neighbour tables of the
 //! coordinator and of every router it learns of (`ZDO_MGMT_LQI_REQ`), then each node's active
@@ -73,37 +73,12 @@ impl Host {
     /// Opens the coordinator at `path` and brings it up (see the module docs). `timeout` bounds
     /// each SREQ and each wait; starting the network may take up to ten times as long.
     pub fn start(path: &str, baud: u32, timeout: Duration) -> Result<Host, StartError> {
-        let step = |step| move |cause| StartError::Port { step, cause };
-        let mut port = ZnpPort::open(path, baud).map_err(step("opening the coordinator"))?;
-        port.set_timeout(timeout);
-        // A stick that has just been plugged in can take a moment to answer: ping up to thrice.
-        let mut ping = port.ping();
-        for _ in 0..2 {
-            if ping.is_ok() {
-                break;
-            }
-            ping = port.ping();
-        }
-        ping.map_err(step("SYS_PING"))?;
-        port.send(&SysResetReq { reset_type: 1 })
-            .map_err(step("SYS_RESET_REQ"))?;
-        port.wait_for::<SysResetInd>(timeout * 5, |_| true)
-            .map_err(step("waiting for SYS_RESET_IND after the reset"))?;
-        let version = port.version().map_err(step("SYS_VERSION"))?;
-        tracing::info!(
-            coordinator = path,
-            product = version.product_id,
-            build = ?version.code_revision,
-            "bridge: coordinator reset"
-        );
-        port.call(&ZdoStartupFromAppReq { start_delay: 100 })
-            .map_err(step("ZDO_STARTUP_FROM_APP"))?;
-        port.wait_for::<ZdoStateChangeInd>(timeout * 10, |i| {
-            i.state == device_state::STARTED_AS_COORDINATOR
-        })
-        .map_err(step("waiting for the network to start"))?;
-        let reg = port
-            .call(&AfRegisterReq {
+        let port = start_stick(
+            path,
+            baud,
+            timeout,
+            &[device_state::STARTED_AS_COORDINATOR],
+            &AfRegisterReq {
                 endpoint: BRIDGE_ENDPOINT,
                 profile_id: zcl::PROFILE_HA,
                 device_id: HA_COMBINED_INTERFACE,
@@ -111,16 +86,8 @@ impl Host {
                 latency_req: 0,
                 input_clusters: vec![zcl::CLUSTER_BASIC],
                 output_clusters: vec![zcl::CLUSTER_ON_OFF, zcl::CLUSTER_TEMPERATURE],
-            })
-            .map_err(step("AF_REGISTER"))?;
-        if reg.status != status::SUCCESS && reg.status != APS_DUPLICATE_ENTRY {
-            return Err(StartError::Register {
-                endpoint: BRIDGE_ENDPOINT,
-                status: reg.status,
-            });
-        }
-        // Whatever arrived meanwhile (state changes, commissioning notices) is history.
-        let _ = port.take_areqs(Duration::ZERO);
+            },
+        )?;
         Ok(Host {
             port,
             timeout,
@@ -389,6 +356,59 @@ impl Host {
             other => Failure::Coordinator(other.to_string()),
         }
     }
+}
+
+/// Opens the Z-Stack stick at `path` and brings it up the way Z-Stack 3.x hosts do (see the
+/// module docs): ping it (thrice at most), soft-reset it, start the network it has in NV, wait
+/// for a `ZDO_STATE_CHANGE_IND` to one of `started` (the coordinator's state for the bridge; a
+/// router's or the coordinator's for the Zigbee link), then register `endpoint`. `timeout`
+/// bounds each SREQ and each wait; the reset may take five times as long and starting the
+/// network ten times. AREQs that arrived meanwhile are dropped. Shared by the bridge's
+/// [`Host`] and the Zigbee link ([`crate::link::zigbee_driver`]).
+pub fn start_stick(
+    path: &str,
+    baud: u32,
+    timeout: Duration,
+    started: &[u8],
+    endpoint: &AfRegisterReq,
+) -> Result<ZnpPort, StartError> {
+    let step = |step| move |cause| StartError::Port { step, cause };
+    let mut port = ZnpPort::open(path, baud).map_err(step("opening the coordinator"))?;
+    port.set_timeout(timeout);
+    // A stick that has just been plugged in can take a moment to answer: ping up to thrice.
+    let mut ping = port.ping();
+    for _ in 0..2 {
+        if ping.is_ok() {
+            break;
+        }
+        ping = port.ping();
+    }
+    ping.map_err(step("SYS_PING"))?;
+    port.send(&SysResetReq { reset_type: 1 })
+        .map_err(step("SYS_RESET_REQ"))?;
+    port.wait_for::<SysResetInd>(timeout * 5, |_| true)
+        .map_err(step("waiting for SYS_RESET_IND after the reset"))?;
+    let version = port.version().map_err(step("SYS_VERSION"))?;
+    tracing::info!(
+        stick = path,
+        product = version.product_id,
+        build = ?version.code_revision,
+        "Z-Stack stick reset"
+    );
+    port.call(&ZdoStartupFromAppReq { start_delay: 100 })
+        .map_err(step("ZDO_STARTUP_FROM_APP"))?;
+    port.wait_for::<ZdoStateChangeInd>(timeout * 10, |i| started.contains(&i.state))
+        .map_err(step("waiting for the network to start"))?;
+    let reg = port.call(endpoint).map_err(step("AF_REGISTER"))?;
+    if reg.status != status::SUCCESS && reg.status != APS_DUPLICATE_ENTRY {
+        return Err(StartError::Register {
+            endpoint: endpoint.endpoint,
+            status: reg.status,
+        });
+    }
+    // Whatever arrived meanwhile (state changes, commissioning notices) is history.
+    let _ = port.take_areqs(Duration::ZERO);
+    Ok(port)
 }
 
 /// Time left until `deadline` (zero once passed: a wait then reads what is already there).

@@ -9,9 +9,13 @@
 //!   radio, which the protocol converter ([`crate::bridge`]) and the Zigbee link use;
 //! - [`zigbee`]: the Zigbee binding (spec 16.2): SoftBus datagrams as APS payloads;
 //! - [`ble`]: the Bluetooth LE binding (spec 16.3): GATT layout, advert, and the virtual radio
-//!   a peripheral reaches the virtual BlueZ through.
+//!   a peripheral reaches the virtual BlueZ through;
+//! - [`zigbee_driver`]: `softbusd`'s Zigbee link over a serial Z-Stack stick;
+//! - [`ble_peripheral`]: `softbusd`'s BLE peripheral on the virtual radio.
 
 pub mod ble;
+pub mod ble_peripheral;
 pub mod sar;
 pub mod zigbee;
+pub mod zigbee_driver;
 pub mod znp;

@@ -279,7 +279,10 @@ mod tests {
     #[test]
     fn single_segment_carries_start_end_and_length() {
         let segs = segment(b"hello", 5, 20).unwrap();
-        assert_eq!(segs, vec![vec![0xC5, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']]);
+        assert_eq!(
+            segs,
+            vec![vec![0xC5, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']]
+        );
     }
 
     #[test]
@@ -314,7 +317,10 @@ mod tests {
         let sb = segment(&b, 2, 20).unwrap();
         let mut r = Reassembler::new(1500, DEFAULT_REASSEMBLY_TIMEOUT);
         let out = feed(&mut r, &sa);
-        assert_eq!(out[1], Reassembled::Discarded(ReassemblyError::OutOfSequence));
+        assert_eq!(
+            out[1],
+            Reassembled::Discarded(ReassemblyError::OutOfSequence)
+        );
         assert_eq!(out[2], Reassembled::Discarded(ReassemblyError::Orphan));
         let out = feed(&mut r, &sb);
         assert_eq!(out.last(), Some(&Reassembled::Datagram(b)));

@@ -132,7 +132,10 @@ mod tests {
 
     #[test]
     fn static_address_has_the_random_static_bits() {
-        assert_eq!(static_address(&[0x01, 2, 3, 4, 5, 6, 7]), "C1:02:03:04:05:06");
+        assert_eq!(
+            static_address(&[0x01, 2, 3, 4, 5, 6, 7]),
+            "C1:02:03:04:05:06"
+        );
         assert_eq!(segment_size(23), 20);
     }
 }

@@ -137,6 +137,8 @@ pub mod capabilities {
 pub mod device_state {
     /// Initialized, not started automatically.
     pub const INITIALIZED_NOT_STARTED: u8 = 0x00;
+    /// Started as a Zigbee router (`DEV_ROUTER`).
+    pub const STARTED_AS_ROUTER: u8 = 0x07;
     /// Starting as Zigbee coordinator.
     pub const STARTING_AS_COORDINATOR: u8 = 0x08;
     /// Started as Zigbee coordinator.

@@ -1,0 +1,283 @@
+//! SoftBus over Zigbee (spec 16.2) from the tester's side: the harness's own Zigbee radio, a
+//! Z-Stack stick on a serial port (ZNP/MT), sending SoftBus segments as APS payloads to the
+//! DUT's network address and reassembling what the DUT sends back.
+//!
+//! On a lab rig the stick is real hardware (a CC2652 on `/dev/ttyUSB0`); on the virtual rig it
+//! is one node of the emulated network (`znp-emulator --node tester`). Nothing here differs
+//! between the two: the same MT frames cross the same kind of serial line.
+//!
+//! Each segment goes out in an `AF_DATA_REQUEST` with APS acknowledgement; the next waits for
+//! the previous one's `AF_DATA_CONFIRM`, so segments arrive in order. A delivery that fails
+//! (the DUT is gone, no route) loses the datagram, as on any datagram link: it is counted
+//! ([`ZigbeeLink::failed_deliveries`]) and logged, not an error, because the DUT's reliability
+//! layer is what a case judges.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use softbus::link::sar::{self, Reassembled, Reassembler};
+use softbus::link::zigbee::{
+    APS_PAYLOAD_MAX, RADIUS, SOFTBUS_CLUSTER, SOFTBUS_DEVICE_ID, SOFTBUS_ENDPOINT, SOFTBUS_PROFILE,
+};
+use softbus::link::znp::commands::{
+    status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg, AfRegisterReq, Payload, SysResetInd,
+    SysResetReq, ZdoStartupFromAppReq, ZdoStateChangeInd,
+};
+use softbus::link::znp::{PortError, ZnpPort};
+
+use super::{DatagramLink, LinkError, LinkStats, Transport};
+
+/// `AF_DATA_REQUEST` option: ask for an APS acknowledgement.
+const AF_ACK_REQUEST: u8 = 0x10;
+/// `AF_REGISTER` status for an endpoint that is already registered.
+const APS_DUPLICATE_ENTRY: u8 = 0xB8;
+/// ZDO states of a node that is on its network: router, coordinator.
+const ON_NETWORK: [u8; 2] = [0x07, 0x09];
+/// Largest SoftBus datagram the link carries (spec ZB-3).
+pub const MAX_DATAGRAM: usize = 1400;
+
+struct Inner {
+    port: ZnpPort,
+    reassembler: Reassembler,
+    ready: VecDeque<Vec<u8>>,
+    counter: u8,
+    trans_id: u8,
+    failed: u64,
+    packets_in: u64,
+    largest_in: usize,
+}
+
+/// The harness's Zigbee radio, talking to one DUT network address.
+pub struct ZigbeeLink {
+    inner: Mutex<Inner>,
+    dut: u16,
+    own_nwk: u16,
+    port_name: String,
+}
+
+impl std::fmt::Debug for ZigbeeLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZigbeeLink")
+            .field("port", &self.port_name)
+            .field("own_nwk", &self.own_nwk)
+            .field("dut", &self.dut)
+            .finish()
+    }
+}
+
+fn radio(step: &str, path: &str) -> impl FnOnce(PortError) -> LinkError {
+    let what = format!("Zigbee radio {path}: {step}");
+    move |e| LinkError::Radio(format!("{what}: {e}"))
+}
+
+impl ZigbeeLink {
+    /// Opens the radio at `path`, brings it onto its network and registers the SoftBus
+    /// endpoint; datagrams then go to the DUT at network address `dut`. `timeout` bounds each
+    /// request to the stick.
+    pub fn open(
+        path: &str,
+        baud: u32,
+        dut: u16,
+        timeout: Duration,
+    ) -> Result<ZigbeeLink, LinkError> {
+        let mut port = ZnpPort::open(path, baud).map_err(radio("opening the port", path))?;
+        port.set_timeout(timeout);
+        let mut ping = port.ping();
+        for _ in 0..2 {
+            if ping.is_ok() {
+                break;
+            }
+            ping = port.ping();
+        }
+        ping.map_err(radio("SYS_PING (is a Z-Stack stick on this port?)", path))?;
+        // A soft reset forgets endpoints an earlier host registered.
+        port.send(&SysResetReq { reset_type: 1 })
+            .map_err(radio("SYS_RESET_REQ", path))?;
+        port.wait_for::<SysResetInd>(timeout * 5, |_| true)
+            .map_err(radio("waiting for SYS_RESET_IND", path))?;
+        port.call(&ZdoStartupFromAppReq { start_delay: 0 })
+            .map_err(radio("ZDO_STARTUP_FROM_APP", path))?;
+        port.wait_for::<ZdoStateChangeInd>(timeout * 10, |i| ON_NETWORK.contains(&i.state))
+            .map_err(radio("waiting to be on the network", path))?;
+        let info = port
+            .device_info()
+            .map_err(radio("UTIL_GET_DEVICE_INFO", path))?;
+        let reg = port
+            .call(&AfRegisterReq {
+                endpoint: SOFTBUS_ENDPOINT,
+                profile_id: SOFTBUS_PROFILE,
+                device_id: SOFTBUS_DEVICE_ID,
+                device_version: 0,
+                latency_req: 0,
+                input_clusters: vec![SOFTBUS_CLUSTER],
+                output_clusters: vec![SOFTBUS_CLUSTER],
+            })
+            .map_err(radio("AF_REGISTER", path))?;
+        if reg.status != status::SUCCESS && reg.status != APS_DUPLICATE_ENTRY {
+            return Err(LinkError::Radio(format!(
+                "Zigbee radio {path}: AF_REGISTER of endpoint {SOFTBUS_ENDPOINT:#04x} refused with status {:#04x}",
+                reg.status
+            )));
+        }
+        tracing::info!(port = path, own_nwk = info.nwk, dut, "zigbee link up");
+        Ok(ZigbeeLink {
+            inner: Mutex::new(Inner {
+                port,
+                reassembler: Reassembler::new(MAX_DATAGRAM, sar::DEFAULT_REASSEMBLY_TIMEOUT),
+                ready: VecDeque::new(),
+                counter: 0,
+                trans_id: 0,
+                failed: 0,
+                packets_in: 0,
+                largest_in: 0,
+            }),
+            dut,
+            own_nwk: info.nwk,
+            port_name: path.to_string(),
+        })
+    }
+
+    /// The radio's own network address.
+    pub fn own_nwk(&self) -> u16 {
+        self.own_nwk
+    }
+
+    /// Datagrams whose delivery the radio reported failed.
+    pub fn failed_deliveries(&self) -> u64 {
+        self.lock().failed
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    /// Files an `AF_INCOMING_MSG` from the DUT into the reassembler.
+    fn file(&mut self, dut: u16, frame: &softbus::link::znp::FrameRepr) {
+        if frame.header != AfIncomingMsg::HEADER {
+            return;
+        }
+        let Ok(msg) = AfIncomingMsg::from_payload(&frame.payload) else {
+            return;
+        };
+        if msg.src_addr != dut
+            || msg.dst_endpoint != SOFTBUS_ENDPOINT
+            || msg.cluster_id != SOFTBUS_CLUSTER
+        {
+            return;
+        }
+        self.packets_in += 1;
+        self.largest_in = self.largest_in.max(msg.data.len());
+        if let Reassembled::Datagram(d) = self.reassembler.handle(Instant::now(), &msg.data) {
+            self.ready.push_back(d);
+        }
+    }
+}
+
+impl ZigbeeLink {
+    /// One APS frame to the DUT, waiting for its confirmation; `false` when delivery failed.
+    fn send_aps(&self, inner: &mut Inner, seg: Vec<u8>) -> Result<bool, LinkError> {
+        let timeout = inner.port.timeout();
+        inner.trans_id = inner.trans_id.wrapping_add(1);
+        let trans_id = inner.trans_id;
+        let rsp = inner
+            .port
+            .call(&AfDataRequestReq {
+                dst_addr: self.dut,
+                dst_endpoint: SOFTBUS_ENDPOINT,
+                src_endpoint: SOFTBUS_ENDPOINT,
+                cluster_id: SOFTBUS_CLUSTER,
+                trans_id,
+                options: AF_ACK_REQUEST,
+                radius: RADIUS,
+                data: seg,
+            })
+            .map_err(|e| LinkError::Radio(format!("{}: AF_DATA_REQUEST: {e}", self.port_name)))?;
+        if rsp.status != status::SUCCESS {
+            inner.failed += 1;
+            tracing::debug!(status = rsp.status, "zigbee: AF_DATA_REQUEST refused");
+            return Ok(false);
+        }
+        let confirm = inner
+            .port
+            .wait_for::<AfDataConfirm>(timeout * 3, |c| c.trans_id == trans_id)
+            .map_err(|e| LinkError::Radio(format!("{}: AF_DATA_CONFIRM: {e}", self.port_name)))?;
+        if confirm.status != status::SUCCESS {
+            inner.failed += 1;
+            tracing::debug!(status = confirm.status, "zigbee: delivery failed");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+impl DatagramLink for ZigbeeLink {
+    fn send(&self, datagram: &[u8]) -> Result<(), LinkError> {
+        let mut inner = self.lock();
+        let counter = inner.counter;
+        inner.counter = inner.counter.wrapping_add(1);
+        let segments = sar::segment(datagram, counter, APS_PAYLOAD_MAX)
+            .map_err(|e| LinkError::TooLong(format!("zigbee: {e}")))?;
+        for seg in segments {
+            if !self.send_aps(&mut inner, seg)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn send_packet(&self, packet: &[u8]) -> Result<(), LinkError> {
+        let mut inner = self.lock();
+        self.send_aps(&mut inner, packet.to_vec()).map(|_| ())
+    }
+
+    fn stats(&self) -> LinkStats {
+        let inner = self.lock();
+        LinkStats {
+            packets_in: inner.packets_in,
+            largest_packet_in: inner.largest_in,
+            packet_limit: APS_PAYLOAD_MAX,
+            discarded: inner.reassembler.discarded(),
+        }
+    }
+
+    fn recv(&self, timeout: Duration) -> Result<Option<Vec<u8>>, LinkError> {
+        let end = Instant::now() + timeout;
+        let mut inner = self.lock();
+        loop {
+            if let Some(d) = inner.ready.pop_front() {
+                return Ok(Some(d));
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // Short slices, so a datagram is handed over as soon as its last segment is in.
+            let frames = inner
+                .port
+                .take_areqs(left.min(Duration::from_millis(2)))
+                .map_err(|e| LinkError::Radio(format!("{}: {e}", self.port_name)))?;
+            for f in &frames {
+                inner.file(self.dut, f);
+            }
+        }
+    }
+
+    fn max_datagram(&self) -> usize {
+        MAX_DATAGRAM
+    }
+
+    fn transport(&self) -> Transport {
+        Transport::Zigbee
+    }
+
+    fn peer(&self) -> String {
+        format!("zigbee:{:#06x}", self.dut)
+    }
+
+    fn discarded(&self) -> u64 {
+        self.lock().reassembler.discarded()
+    }
+}
