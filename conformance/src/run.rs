@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Print a progress line per case.
     pub progress: bool,
+    /// Only cases whose tester link is one of these (all when empty).
+    pub transports: Vec<Transport>,
 }
 
 /// A usage or rig problem: the run did not start (exit status 2).
@@ -324,6 +326,7 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
     let selected: Vec<&Case> = cases
         .iter()
         .filter(|c| matches_filter(c, opts.filter.as_deref()))
+        .filter(|c| opts.transports.is_empty() || opts.transports.contains(&c.tester_transport()))
         .collect();
     if selected.is_empty() {
         return Err(UsageError(format!(

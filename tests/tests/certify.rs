@@ -45,7 +45,8 @@ fn every_fault_is_caught_by_a_case_tracing_its_requirements() -> anyhow::Result<
                 let r = (|| -> Result<Vec<String>, String> {
                     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
                     let (code, report, stderr) =
-                        certify(dir.path(), &["--fault", &name]).map_err(|e| e.to_string())?;
+                        certify(dir.path(), &["--fault", &name, "--transport", "udp,tcp"])
+                            .map_err(|e| e.to_string())?;
                     let cases = report["cases"].as_array().cloned().unwrap_or_default();
                     let failing: Vec<&Value> =
                         cases.iter().filter(|c| c["verdict"] == "FAIL").collect();
@@ -105,6 +106,53 @@ fn every_fault_is_caught_by_a_case_tracing_its_requirements() -> anyhow::Result<
         "faults not caught:\n{}",
         missed.join("\n")
     );
+    Ok(())
+}
+
+/// Faults are caught on the other links too: the cases that run again over Zigbee and BLE fail
+/// there, naming the fault's requirements, when the reference carries the defect.
+#[test]
+fn faults_are_caught_over_zigbee_and_ble() -> anyhow::Result<()> {
+    let checks: &[(&str, &str, &str)] = &[
+        ("accept-replay", "SB-REC-003", "REC-"),
+        ("plaintext-data", "SB-REC-001", "REC-"),
+        ("unordered-delivery", "SB-REL-002", "REL-"),
+        ("grant-without-prompt", "SB-PERM-003", "PERM-"),
+    ];
+    let mut missed = Vec::new();
+    for transport in ["zigbee", "ble"] {
+        for (fault, case, req) in checks {
+            let id = format!("{case}@{transport}");
+            let dir = tempfile::tempdir()?;
+            let (code, report, stderr) = certify(
+                dir.path(),
+                &["--fault", fault, "--transport", transport, "--filter", &id],
+            )?;
+            let cases = report["cases"].as_array().cloned().unwrap_or_default();
+            let ran: Vec<String> = cases
+                .iter()
+                .map(|c| format!("{} {} {}", c["id"], c["transport"], c["verdict"]))
+                .collect();
+            let caught = cases.iter().any(|c| {
+                c["id"] == id.as_str()
+                    && c["transport"] == transport
+                    && c["verdict"] == "FAIL"
+                    && c["failures"].as_array().is_some_and(|fs| {
+                        fs.iter().any(|f| {
+                            f["requirement"]
+                                .as_str()
+                                .is_some_and(|r| r.starts_with(req))
+                        })
+                    })
+            });
+            if code != 1 || !caught {
+                missed.push(format!(
+                    "{fault} over {transport}: exit {code}, cases {ran:?}; {stderr}"
+                ));
+            }
+        }
+    }
+    assert!(missed.is_empty(), "not caught:\n{}", missed.join("\n"));
     Ok(())
 }
 

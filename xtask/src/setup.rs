@@ -1,7 +1,8 @@
 //! System prerequisites shared by the commands that build or run the harness: the Debian
 //! packages `libpcap-dev` (the `pcap` crate links libpcap), `tshark` (capture checks and the
-//! Wireshark dissector), `pkg-config` (finds libpcap at build time) and `libcoap3-bin` (an
-//! off-the-shelf CoAP client for the discovery interop test).
+//! Wireshark dissector), `pkg-config` (finds libpcap at build time), `libcoap3-bin` (an
+//! off-the-shelf CoAP client for the discovery interop test) and `dbus-daemon` (the private bus
+//! the virtual BlueZ serves `org.bluez` on; libdbus itself is built in, vendored).
 //!
 //! When one is missing and xtask runs as root (`id -u` is 0, as in CI), it runs
 //! `apt-get update` and `apt-get install -y ...` with `DEBIAN_FRONTEND=noninteractive`. As any
@@ -51,6 +52,10 @@ pub const PREREQUISITES: &[Prerequisite] = &[
     Prerequisite {
         package: "libcoap3-bin",
         probe: Probe::Command("coap-client-notls"),
+    },
+    Prerequisite {
+        package: "dbus-daemon",
+        probe: Probe::Command("dbus-daemon"),
     },
 ];
 
@@ -221,7 +226,13 @@ mod tests {
         let names: Vec<_> = PREREQUISITES.iter().map(|p| p.package).collect();
         assert_eq!(
             names,
-            ["libpcap-dev", "tshark", "pkg-config", "libcoap3-bin"]
+            [
+                "libpcap-dev",
+                "tshark",
+                "pkg-config",
+                "libcoap3-bin",
+                "dbus-daemon"
+            ]
         );
     }
 

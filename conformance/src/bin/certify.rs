@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use softbus_conformance::run::{certify, workspace_root, RunOptions};
+use softbus_harness::link::Transport;
 
 const AFTER_HELP: &str = "\
 Exit status:
@@ -30,6 +31,9 @@ struct Args {
     /// Run only cases whose ID or title contains PATTERN (or whose ID matches a `*` glob).
     #[arg(long, value_name = "PATTERN")]
     filter: Option<String>,
+    /// Run only cases over these links (comma-separated: udp, tcp, zigbee, ble).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_transport)]
+    transport: Vec<Transport>,
     /// Directory for the report and evidence [default: reports/<rig>-<UTC time>].
     #[arg(long, value_name = "DIR")]
     report_dir: Option<PathBuf>,
@@ -45,6 +49,18 @@ struct Args {
     /// No progress lines or summary (the report files are still written).
     #[arg(long, short)]
     quiet: bool,
+}
+
+fn parse_transport(s: &str) -> Result<Transport, String> {
+    match s.trim() {
+        "udp" => Ok(Transport::Udp),
+        "tcp" => Ok(Transport::Tcp),
+        "zigbee" => Ok(Transport::Zigbee),
+        "ble" => Ok(Transport::Ble),
+        other => Err(format!(
+            "unknown transport {other:?}; one of udp, tcp, zigbee, ble"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -74,6 +90,7 @@ fn main() -> ExitCode {
         fault: args.fault.filter(|f| f != "none"),
         seed: args.seed,
         progress: !args.quiet,
+        transports: args.transport,
     };
     if let Some(f) = &opts.fault {
         if f.parse::<softbus::Fault>().is_err() {

@@ -31,7 +31,7 @@ pub enum StepError {
     #[error("{0}")]
     Unexpected(String),
     /// A socket failed (a rig problem, not the DUT's).
-    #[error("socket error: {0}")]
+    #[error("I/O error: {0}")]
     Io(String),
 }
 
