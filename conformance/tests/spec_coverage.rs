@@ -28,7 +28,20 @@ fn case_ids_are_unique_and_well_formed() {
     ids.dedup();
     assert_eq!(ids.len(), n, "duplicate case IDs");
     for c in &cases {
-        let parts: Vec<&str> = c.id.split('-').collect();
+        // A case run again over another link is `<ID>@<transport>`.
+        let base = match c.id.split_once('@') {
+            Some((base, t)) => {
+                assert!(
+                    ["zigbee", "ble"].contains(&t) && c.transport == t,
+                    "case {} names link {t:?} but runs over {}",
+                    c.id,
+                    c.transport
+                );
+                base
+            }
+            None => c.id,
+        };
+        let parts: Vec<&str> = base.split('-').collect();
         assert!(
             parts.len() == 3
                 && parts[0] == "SB"

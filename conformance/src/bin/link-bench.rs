@@ -173,10 +173,15 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("link-bench: error: {e:#}");
-            eprintln!(
-                "link-bench: the DUT's and helpers' log is kept in {}",
-                tmp.join("dut.log").display()
-            );
+            let log = tmp.join("dut.log");
+            if log.exists() {
+                eprintln!(
+                    "link-bench: the logs of the DUT and its helpers are kept in {}",
+                    tmp.display()
+                );
+            } else {
+                let _ = std::fs::remove_dir_all(tmp);
+            }
             ExitCode::from(2)
         }
     }
@@ -234,7 +239,7 @@ fn measure(
     let started = Instant::now();
     let (softbus, frame_len) = softbus_echo(handle, pics, t, args)?;
     eprintln!(
-        "link-bench: {t}: SoftBus done in {:.1} s",
+        "link-bench: {t}: SoftBus done in {:.2} s",
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
@@ -270,7 +275,7 @@ fn measure(
         }
     };
     eprintln!(
-        "link-bench: {t}: baseline done in {:.1} s",
+        "link-bench: {t}: baseline done in {:.2} s",
         started.elapsed().as_secs_f64()
     );
     let floor = match link {

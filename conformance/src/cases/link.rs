@@ -4,9 +4,13 @@
 //! > one datagram in the format above, each no longer than the link's packet limit.
 //! >
 //! > [LINK-3] A receiver MUST pass a datagram on only when its segments arrived in order from
-//! > `START` to `END` and carried exactly the announced length, MUST discard a partial datagram
-//! > when a segment does not continue it [...], and MUST treat the datagrams that follow as if
-//! > nothing had happened.
+//! > `START` to `END` and carried exactly the announced length.
+//! >
+//! > [LINK-6] A receiver MUST discard a partial datagram when a segment does not continue it
+//! > [...].
+//! >
+//! > [LINK-7] A receiver MUST receive the datagrams that follow a discarded one as if nothing
+//! > had happened.
 //! >
 //! > [LINK-4] A receiver MUST accept datagrams of up to 1400 bytes.
 //! >
@@ -19,7 +23,7 @@
 //! > [BLE-5] A peripheral MUST keep its service data true: version 1, the pairing flag set
 //! > exactly while it has a PIN, its own device ID's first bytes.
 //!
-//! (and LINK-2, ZB-2, BLE-2, BLE-3, BLE-4: see each case's requirement list.) The tester's link
+//! (and LINK-2, ZB-2, ZB-4, BLE-2, BLE-3, BLE-4, BLE-7: see each case's requirement list.) The tester's link
 //! reassembles strictly, so a DUT segment that breaks LINK-2 is discarded there and counted: the
 //! cases check that count and the longest segment the DUT sent. Everything above the link is
 //! checked by the link-generic cases, which run again on each link (`cases::LINK_GENERIC`).
@@ -51,16 +55,25 @@ pub fn cases() -> Vec<Case> {
         Case {
             id: "SB-LINK-002",
             title: "discards broken segment sequences on Zigbee and delivers the datagrams that follow",
-            requirements: &["LINK-3"],
+            requirements: &["LINK-3", "LINK-6", "LINK-7"],
             pics: "TRANSPORT_ZIGBEE && SESS_STREAM",
             pixit: &["pin", "step_timeout_ms"],
             transport: "zigbee",
             run: broken_sequences,
         },
         Case {
+            id: "SB-LINK-005",
+            title: "ignores APS frames on its SoftBus endpoint that carry another cluster",
+            requirements: &["ZB-4"],
+            pics: "TRANSPORT_ZIGBEE && SESS_STREAM",
+            pixit: &["pin", "step_timeout_ms"],
+            transport: "zigbee",
+            run: misaddressed_ignored,
+        },
+        Case {
             id: "SB-LINK-003",
             title: "exchanges 1400-byte frames over BLE, writes to RX and notifications of TX each within ATT_MTU - 3",
-            requirements: &["LINK-1", "LINK-2", "LINK-4", "BLE-2", "BLE-3", "BLE-4"],
+            requirements: &["LINK-1", "LINK-2", "LINK-4", "BLE-2", "BLE-3", "BLE-4", "BLE-7"],
             pics: "TRANSPORT_BLE && SESS_MESSAGE",
             pixit: &["pin", "step_timeout_ms"],
             transport: "ble",
@@ -69,7 +82,7 @@ pub fn cases() -> Vec<Case> {
         Case {
             id: "SB-LINK-004",
             title: "discards broken segment sequences on BLE and delivers the datagrams that follow",
-            requirements: &["LINK-3"],
+            requirements: &["LINK-3", "LINK-6", "LINK-7"],
             pics: "TRANSPORT_BLE && SESS_STREAM",
             pixit: &["pin", "step_timeout_ms"],
             transport: "ble",
@@ -219,13 +232,13 @@ fn broken_sequences(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     let seen: Vec<usize> = echoes.iter().filter_map(|(_, m)| label(m)).collect();
     ctx.note(format!("echoes of messages {seen:?}"));
     ctx.check(
-        "LINK-3",
+        "LINK-6",
         !seen.contains(&1),
         "no echo of the datagram that missed a segment",
         "message 1 echoed",
     );
     ctx.check(
-        "LINK-3",
+        "LINK-6",
         !seen.contains(&2),
         "no echo of the datagram cut off by a new START",
         "message 2 echoed",
@@ -237,10 +250,57 @@ fn broken_sequences(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         format!("{seen:?}"),
     );
     ctx.check(
-        "LINK-3",
+        "LINK-7",
         seen.iter().filter(|n| **n == 4).count() == 1,
         "one echo of the datagram after the stray segments",
         format!("{seen:?}"),
+    );
+    ctx.pass();
+    Ok(())
+}
+
+fn misaddressed_ignored(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+    let (lt, mut c, sid) = ctx.session("echo", ChannelKind::Stream)?;
+    let link = lt.link();
+    let wait = ctx.timeout().min(Duration::from_secs(2));
+    let stray = b"another cluster: not for SoftBus".to_vec();
+    let fine = b"the SoftBus cluster".to_vec();
+    let d_stray = c.seal(&data(sid, 21, &stray));
+    let d_fine = c.seal(&data(sid, 22, &fine));
+    let limit = link.stats().packet_limit.max(sar::MIN_SEGMENT);
+    let segs = sar::segment(&d_stray, 9, limit).map_err(|e| StepError::Io(e.to_string()))?;
+    for s in &segs {
+        if !link.send_misaddressed(s)? {
+            return Err(StepError::Io(format!(
+                "the {} link cannot address a packet outside the binding",
+                lt.transport()
+            )));
+        }
+    }
+    c.send_raw(&d_fine)?;
+    let echoes = c.collect(wait)?;
+    let payloads: Vec<Vec<u8>> = echoes
+        .iter()
+        .filter_map(|(_, m)| match &m.body {
+            MsgBody::Data {
+                session_id,
+                payload,
+                ..
+            } if *session_id == sid => Some(payload.clone()),
+            _ => None,
+        })
+        .collect();
+    ctx.check(
+        "ZB-4",
+        !payloads.contains(&stray),
+        "no echo of the datagram sent with cluster 0xFC5C",
+        "it was echoed",
+    );
+    ctx.check(
+        "ZB-4",
+        payloads.contains(&fine),
+        "the echo of the datagram sent right after on cluster 0xFC5B",
+        format!("{} echoes, none of it", payloads.len()),
     );
     ctx.pass();
     Ok(())

@@ -111,6 +111,12 @@ pub trait DatagramLink: Send + Sync {
     fn send_packet(&self, packet: &[u8]) -> Result<(), LinkError> {
         self.send(packet)
     }
+    /// Sends one packet addressed outside the link binding, which the DUT must ignore (Zigbee:
+    /// the SoftBus endpoint with another cluster). `Ok(false)` where the link has no such
+    /// addressing.
+    fn send_misaddressed(&self, _packet: &[u8]) -> Result<bool, LinkError> {
+        Ok(false)
+    }
     /// What the link saw of the DUT's packets so far.
     fn stats(&self) -> LinkStats {
         LinkStats {

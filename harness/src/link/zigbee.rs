@@ -178,7 +178,7 @@ impl Inner {
 
 impl ZigbeeLink {
     /// One APS frame to the DUT, waiting for its confirmation; `false` when delivery failed.
-    fn send_aps(&self, inner: &mut Inner, seg: Vec<u8>) -> Result<bool, LinkError> {
+    fn send_aps(&self, inner: &mut Inner, cluster: u16, seg: Vec<u8>) -> Result<bool, LinkError> {
         let timeout = inner.port.timeout();
         inner.trans_id = inner.trans_id.wrapping_add(1);
         let trans_id = inner.trans_id;
@@ -188,7 +188,7 @@ impl ZigbeeLink {
                 dst_addr: self.dut,
                 dst_endpoint: SOFTBUS_ENDPOINT,
                 src_endpoint: SOFTBUS_ENDPOINT,
-                cluster_id: SOFTBUS_CLUSTER,
+                cluster_id: cluster,
                 trans_id,
                 options: AF_ACK_REQUEST,
                 radius: RADIUS,
@@ -221,7 +221,7 @@ impl DatagramLink for ZigbeeLink {
         let segments = sar::segment(datagram, counter, APS_PAYLOAD_MAX)
             .map_err(|e| LinkError::TooLong(format!("zigbee: {e}")))?;
         for seg in segments {
-            if !self.send_aps(&mut inner, seg)? {
+            if !self.send_aps(&mut inner, SOFTBUS_CLUSTER, seg)? {
                 return Ok(());
             }
         }
@@ -230,7 +230,14 @@ impl DatagramLink for ZigbeeLink {
 
     fn send_packet(&self, packet: &[u8]) -> Result<(), LinkError> {
         let mut inner = self.lock();
-        self.send_aps(&mut inner, packet.to_vec()).map(|_| ())
+        self.send_aps(&mut inner, SOFTBUS_CLUSTER, packet.to_vec())
+            .map(|_| ())
+    }
+
+    fn send_misaddressed(&self, packet: &[u8]) -> Result<bool, LinkError> {
+        let mut inner = self.lock();
+        self.send_aps(&mut inner, SOFTBUS_CLUSTER + 1, packet.to_vec())?;
+        Ok(true)
     }
 
     fn stats(&self) -> LinkStats {
