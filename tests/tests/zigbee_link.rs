@@ -1,6 +1,6 @@
 //! `softbusd` over its Zigbee link: the virtual Z-Stack network (`znp-emulator --node dut --node
-//! tester`) gives the daemon one router stick (`[zigbee] znp`) and the test another, which it
-//! drives by hand over MT (`AF_REGISTER` of the SoftBus endpoint, `AF_DATA_REQUEST` per
+//! tester`) gives the daemon one router stick (`[zigbee] znp`) and the test another, driven by
+//! the harness's Zigbee link (`AF_REGISTER` of the SoftBus endpoint, `AF_DATA_REQUEST` per
 //! segment, `AF_INCOMING_MSG` back), carrying the frames of an in-memory SoftBus endpoint. That
 //! endpoint pairs with the daemon by PIN; then the daemon, told over the control channel to
 //! `connect` to `zigbee:0x....`, runs the Noise handshake to it. Every frame crosses the emulated
@@ -14,18 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use softbus::endpoint::{Config, Endpoint, Event, LinkAddr};
-use softbus::link::sar::{segment, Reassembled, Reassembler, DEFAULT_REASSEMBLY_TIMEOUT};
-use softbus::link::zigbee::{
-    APS_PAYLOAD_MAX, RADIUS, SOFTBUS_CLUSTER, SOFTBUS_DEVICE_ID, SOFTBUS_ENDPOINT, SOFTBUS_PROFILE,
-};
-use softbus::link::znp::commands::{
-    device_state, status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg, AfRegisterReq, Payload,
-    ZdoStartupFromAppReq, ZdoStateChangeInd,
-};
-use softbus::link::znp::ZnpPort;
+use softbus::link::zigbee::APS_PAYLOAD_MAX;
 use softbus::trust::TrustStore;
 use softbus::Identity;
 use softbus_e2e::{binary, Daemon};
+use softbus_harness::link::zigbee::ZigbeeLink;
+use softbus_harness::link::DatagramLink;
 
 const PIN: &str = "864213";
 const T: Duration = Duration::from_secs(15);
@@ -40,79 +34,25 @@ impl Drop for Emulator {
     }
 }
 
-/// The tester's stick and the SoftBus endpoint whose frames it carries.
+/// The tester's stick (the harness's Zigbee link) and the SoftBus endpoint whose frames it
+/// carries.
 struct Tester {
-    port: ZnpPort,
+    link: ZigbeeLink,
     ep: Endpoint,
     dut_nwk: u16,
-    counter: u8,
-    trans_id: u8,
-    reassembler: Reassembler,
     events: VecDeque<Event>,
     /// Frame types (first header byte) of the whole datagrams the DUT sent.
     received: Vec<u8>,
 }
 
 impl Tester {
-    /// Brings the stick up as a router and registers the SoftBus endpoint.
-    fn start(pty: &str) -> anyhow::Result<ZnpPort> {
-        let mut port = ZnpPort::open(pty, 115_200)?;
-        port.set_timeout(Duration::from_secs(2));
-        port.ping().context("SYS_PING")?;
-        port.call(&ZdoStartupFromAppReq { start_delay: 0 })?;
-        port.wait_for::<ZdoStateChangeInd>(T, |i| i.state == device_state::STARTED_AS_ROUTER)
-            .context("the tester's stick never became a router")?;
-        let reg = port.call(&AfRegisterReq {
-            endpoint: SOFTBUS_ENDPOINT,
-            profile_id: SOFTBUS_PROFILE,
-            device_id: SOFTBUS_DEVICE_ID,
-            device_version: 0,
-            latency_req: 0,
-            input_clusters: vec![SOFTBUS_CLUSTER],
-            output_clusters: vec![SOFTBUS_CLUSTER],
-        })?;
-        if reg.status != status::SUCCESS {
-            bail!("AF_REGISTER refused: {:#04x}", reg.status);
-        }
-        Ok(port)
-    }
-
-    /// Sends one datagram to the DUT, a segment per confirmed AF_DATA_REQUEST.
-    fn send(&mut self, datagram: &[u8]) -> anyhow::Result<()> {
-        for seg in segment(datagram, self.counter, APS_PAYLOAD_MAX)? {
-            self.trans_id = self.trans_id.wrapping_add(1);
-            let trans_id = self.trans_id;
-            let rsp = self.port.call(&AfDataRequestReq {
-                dst_addr: self.dut_nwk,
-                dst_endpoint: SOFTBUS_ENDPOINT,
-                src_endpoint: SOFTBUS_ENDPOINT,
-                cluster_id: SOFTBUS_CLUSTER,
-                trans_id,
-                options: 0x10,
-                radius: RADIUS,
-                data: seg,
-            })?;
-            if rsp.status != status::SUCCESS {
-                bail!("AF_DATA_REQUEST refused: {:#04x}", rsp.status);
-            }
-            let c = self
-                .port
-                .wait_for::<AfDataConfirm>(Duration::from_secs(2), |c| c.trans_id == trans_id)?;
-            if c.status != status::SUCCESS {
-                bail!("AF_DATA_CONFIRM status {:#04x}", c.status);
-            }
-        }
-        self.counter = self.counter.wrapping_add(1);
-        Ok(())
-    }
-
     /// Moves frames both ways and fires timers until an event satisfies `done`.
     fn drive_until(&mut self, done: impl Fn(&Event) -> bool) -> anyhow::Result<Event> {
         let end = Instant::now() + T;
         loop {
             while let Some(t) = self.ep.poll_transmit() {
                 assert_eq!(t.dst, LinkAddr::Zigbee(self.dut_nwk));
-                self.send(&t.data)?;
+                self.link.send(&t.data)?;
             }
             while let Some(e) = self.ep.poll_event() {
                 if done(&e) {
@@ -123,28 +63,10 @@ impl Tester {
             if Instant::now() > end {
                 bail!("timed out; tester events: {:?}", self.events);
             }
-            for f in self.port.take_areqs(Duration::from_millis(20))? {
-                if f.header != AfIncomingMsg::HEADER {
-                    continue;
-                }
-                let msg = AfIncomingMsg::from_payload(&f.payload)?;
-                if msg.src_addr != self.dut_nwk {
-                    continue;
-                }
-                assert_eq!(
-                    (msg.src_endpoint, msg.dst_endpoint, msg.cluster_id),
-                    (SOFTBUS_ENDPOINT, SOFTBUS_ENDPOINT, SOFTBUS_CLUSTER)
-                );
-                assert!(msg.data.len() <= APS_PAYLOAD_MAX);
-                match self.reassembler.handle(Instant::now(), &msg.data) {
-                    Reassembled::Datagram(d) => {
-                        self.received.push(d.first().copied().unwrap_or(0));
-                        let from = LinkAddr::Zigbee(self.dut_nwk);
-                        self.ep.handle_datagram(Instant::now(), from, &d);
-                    }
-                    Reassembled::Pending => {}
-                    Reassembled::Discarded(e) => bail!("bad segment from the DUT: {e}"),
-                }
+            if let Some(d) = self.link.recv(Duration::from_millis(20))? {
+                self.received.push(d.first().copied().unwrap_or(0));
+                let from = LinkAddr::Zigbee(self.dut_nwk);
+                self.ep.handle_datagram(Instant::now(), from, &d);
             }
             self.ep.handle_timeout(Instant::now());
         }
@@ -213,7 +135,7 @@ timeout_ms = 2000
     let mut control = daemon.control()?;
 
     let mut tester = Tester {
-        port: Tester::start(&tester_pty)?,
+        link: ZigbeeLink::open(&tester_pty, 115_200, dut_nwk, Duration::from_secs(2))?,
         ep: Endpoint::new(
             Config {
                 name: "zb-tester".into(),
@@ -227,9 +149,6 @@ timeout_ms = 2000
             1_700_000_000,
         ),
         dut_nwk,
-        counter: 0,
-        trans_id: 0,
-        reassembler: Reassembler::new(4096, DEFAULT_REASSEMBLY_TIMEOUT),
         events: VecDeque::new(),
         received: Vec::new(),
     };
@@ -284,6 +203,12 @@ timeout_ms = 2000
     );
     assert_eq!(z["stats"]["send_failures"], json!(0), "{state}");
     assert_eq!(z["stats"]["bad_segments"], json!(0), "{state}");
+    // What the DUT sent: on the SoftBus endpoint and cluster (the link takes nothing else),
+    // within the APS limit, every segment continuing its datagram.
+    let seen = tester.link.stats();
+    assert!(seen.packets_in > 0, "{seen:?}");
+    assert!(seen.largest_packet_in <= APS_PAYLOAD_MAX, "{seen:?}");
+    assert_eq!(seen.discarded, 0, "{seen:?}");
     drop(daemon);
     drop(emulator);
     Ok(())

@@ -21,17 +21,15 @@ use softbus::link::zigbee::{
     APS_PAYLOAD_MAX, RADIUS, SOFTBUS_CLUSTER, SOFTBUS_DEVICE_ID, SOFTBUS_ENDPOINT, SOFTBUS_PROFILE,
 };
 use softbus::link::znp::commands::{
-    status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg, AfRegisterReq, Payload, SysResetInd,
-    SysResetReq, ZdoStartupFromAppReq, ZdoStateChangeInd,
+    status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg, AfRegisterReq, Payload,
 };
+use softbus::link::znp::start::start_stick;
 use softbus::link::znp::{PortError, ZnpPort};
 
 use super::{DatagramLink, LinkError, LinkStats, Transport};
 
 /// `AF_DATA_REQUEST` option: ask for an APS acknowledgement.
 const AF_ACK_REQUEST: u8 = 0x10;
-/// `AF_REGISTER` status for an endpoint that is already registered.
-const APS_DUPLICATE_ENTRY: u8 = 0xB8;
 /// ZDO states of a node that is on its network: router, coordinator.
 const ON_NETWORK: [u8; 2] = [0x07, 0x09];
 /// Largest SoftBus datagram the link carries (spec ZB-3).
@@ -81,45 +79,23 @@ impl ZigbeeLink {
         dut: u16,
         timeout: Duration,
     ) -> Result<ZigbeeLink, LinkError> {
-        let mut port = ZnpPort::open(path, baud).map_err(radio("opening the port", path))?;
-        port.set_timeout(timeout);
-        let mut ping = port.ping();
-        for _ in 0..2 {
-            if ping.is_ok() {
-                break;
-            }
-            ping = port.ping();
-        }
-        ping.map_err(radio("SYS_PING (is a Z-Stack stick on this port?)", path))?;
-        // A soft reset forgets endpoints an earlier host registered.
-        port.send(&SysResetReq { reset_type: 1 })
-            .map_err(radio("SYS_RESET_REQ", path))?;
-        port.wait_for::<SysResetInd>(timeout * 5, |_| true)
-            .map_err(radio("waiting for SYS_RESET_IND", path))?;
-        port.call(&ZdoStartupFromAppReq { start_delay: 0 })
-            .map_err(radio("ZDO_STARTUP_FROM_APP", path))?;
-        port.wait_for::<ZdoStateChangeInd>(timeout * 10, |i| ON_NETWORK.contains(&i.state))
-            .map_err(radio("waiting to be on the network", path))?;
+        let register = AfRegisterReq {
+            endpoint: SOFTBUS_ENDPOINT,
+            profile_id: SOFTBUS_PROFILE,
+            device_id: SOFTBUS_DEVICE_ID,
+            device_version: 0,
+            latency_req: 0,
+            input_clusters: vec![SOFTBUS_CLUSTER],
+            output_clusters: vec![SOFTBUS_CLUSTER],
+        };
+        let mut port = start_stick(path, baud, timeout, &ON_NETWORK, &register).map_err(|e| {
+            LinkError::Radio(format!(
+                "Zigbee radio {path}: {e} (is a Z-Stack stick on this port, at {baud} baud?)"
+            ))
+        })?;
         let info = port
             .device_info()
             .map_err(radio("UTIL_GET_DEVICE_INFO", path))?;
-        let reg = port
-            .call(&AfRegisterReq {
-                endpoint: SOFTBUS_ENDPOINT,
-                profile_id: SOFTBUS_PROFILE,
-                device_id: SOFTBUS_DEVICE_ID,
-                device_version: 0,
-                latency_req: 0,
-                input_clusters: vec![SOFTBUS_CLUSTER],
-                output_clusters: vec![SOFTBUS_CLUSTER],
-            })
-            .map_err(radio("AF_REGISTER", path))?;
-        if reg.status != status::SUCCESS && reg.status != APS_DUPLICATE_ENTRY {
-            return Err(LinkError::Radio(format!(
-                "Zigbee radio {path}: AF_REGISTER of endpoint {SOFTBUS_ENDPOINT:#04x} refused with status {:#04x}",
-                reg.status
-            )));
-        }
         tracing::info!(port = path, own_nwk = info.nwk, dut, "zigbee link up");
         Ok(ZigbeeLink {
             inner: Mutex::new(Inner {

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use crate::link::znp::commands::{
     device_state, logical_type, status, zdo_status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg,
-    AfRegisterReq, SysResetInd, SysResetReq, ZdoActiveEpCallback, ZdoActiveEpReq,
-    ZdoMgmtLqiCallback, ZdoMgmtLqiReq, ZdoSimpleDescCallback, ZdoSimpleDescReq,
-    ZdoStartupFromAppReq, ZdoStateChangeInd,
+    AfRegisterReq, ZdoActiveEpCallback, ZdoActiveEpReq, ZdoMgmtLqiCallback, ZdoMgmtLqiReq,
+    ZdoSimpleDescCallback, ZdoSimpleDescReq,
 };
+pub use crate::link::znp::start::{start_stick, StartError};
 use crate::link::znp::zcl::{self, ZclFrame};
 use crate::link::znp::{PortError, ZnpPort};
 
@@ -33,32 +33,8 @@ const HA_COMBINED_INTERFACE: u16 = 0x0007;
 const AF_ACK_REQUEST: u8 = 0x10;
 /// `AF_DATA_REQUEST` radius (maximum hops).
 const AF_RADIUS: u8 = 30;
-/// `AF_REGISTER` status for an endpoint that is already registered.
-const APS_DUPLICATE_ENTRY: u8 = 0xB8;
 /// How many nodes discovery visits at most (it stops there rather than loop on a bad table).
 const MAX_NODES: usize = 64;
-
-/// The coordinator could not be brought up.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// Talking to it failed.
-    #[error("{step}: {cause}")]
-    Port {
-        /// What was being done.
-        step: &'static str,
-        /// Why it failed (part of the message, so not a separate `source`).
-        cause: PortError,
-    },
-    /// It refused the bridge's endpoint.
-    #[error("AF_REGISTER of endpoint {endpoint} refused with status {status:#04x}")]
-    Register {
-        /// The endpoint.
-        endpoint: u8,
-        /// Z-Stack's status.
-        status: u8,
-    },
-}
 
 /// A running coordinator, ready for ZCL exchanges.
 #[derive(Debug)]
@@ -356,59 +332,6 @@ impl Host {
             other => Failure::Coordinator(other.to_string()),
         }
     }
-}
-
-/// Opens the Z-Stack stick at `path` and brings it up the way Z-Stack 3.x hosts do (see the
-/// module docs): ping it (thrice at most), soft-reset it, start the network it has in NV, wait
-/// for a `ZDO_STATE_CHANGE_IND` to one of `started` (the coordinator's state for the bridge; a
-/// router's or the coordinator's for the Zigbee link), then register `endpoint`. `timeout`
-/// bounds each SREQ and each wait; the reset may take five times as long and starting the
-/// network ten times. AREQs that arrived meanwhile are dropped. Shared by the bridge's
-/// [`Host`] and the Zigbee link ([`crate::link::zigbee_driver`]).
-pub fn start_stick(
-    path: &str,
-    baud: u32,
-    timeout: Duration,
-    started: &[u8],
-    endpoint: &AfRegisterReq,
-) -> Result<ZnpPort, StartError> {
-    let step = |step| move |cause| StartError::Port { step, cause };
-    let mut port = ZnpPort::open(path, baud).map_err(step("opening the coordinator"))?;
-    port.set_timeout(timeout);
-    // A stick that has just been plugged in can take a moment to answer: ping up to thrice.
-    let mut ping = port.ping();
-    for _ in 0..2 {
-        if ping.is_ok() {
-            break;
-        }
-        ping = port.ping();
-    }
-    ping.map_err(step("SYS_PING"))?;
-    port.send(&SysResetReq { reset_type: 1 })
-        .map_err(step("SYS_RESET_REQ"))?;
-    port.wait_for::<SysResetInd>(timeout * 5, |_| true)
-        .map_err(step("waiting for SYS_RESET_IND after the reset"))?;
-    let version = port.version().map_err(step("SYS_VERSION"))?;
-    tracing::info!(
-        stick = path,
-        product = version.product_id,
-        build = ?version.code_revision,
-        "Z-Stack stick reset"
-    );
-    port.call(&ZdoStartupFromAppReq { start_delay: 100 })
-        .map_err(step("ZDO_STARTUP_FROM_APP"))?;
-    port.wait_for::<ZdoStateChangeInd>(timeout * 10, |i| started.contains(&i.state))
-        .map_err(step("waiting for the network to start"))?;
-    let reg = port.call(endpoint).map_err(step("AF_REGISTER"))?;
-    if reg.status != status::SUCCESS && reg.status != APS_DUPLICATE_ENTRY {
-        return Err(StartError::Register {
-            endpoint: endpoint.endpoint,
-            status: reg.status,
-        });
-    }
-    // Whatever arrived meanwhile (state changes, commissioning notices) is history.
-    let _ = port.take_areqs(Duration::ZERO);
-    Ok(port)
 }
 
 /// Time left until `deadline` (zero once passed: a wait then reads what is already there).

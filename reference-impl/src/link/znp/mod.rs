@@ -22,6 +22,7 @@ pub mod commands;
 pub mod decoder;
 pub mod frame;
 pub mod port;
+pub mod start;
 pub mod zcl;
 
 pub use commands::Command;
