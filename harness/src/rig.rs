@@ -2100,14 +2100,32 @@ DISC_COAP = true
         assert_eq!(dut.capture.as_ref().unwrap().interface, "lo");
         let pics = virt.require_pics("reference").unwrap();
         assert!(pics.get("TRANSPORT_UDP"));
-        assert!(!pics.get("TRANSPORT_BLE"));
+        assert!(pics.get("TRANSPORT_BLE") && pics.get("TRANSPORT_ZIGBEE"));
+        assert_eq!(dut.zigbee.as_ref().unwrap().radio, "{znp_nodes_tester_pty}");
+        assert_eq!(
+            dut.ble.as_ref().unwrap().dbus.as_deref(),
+            Some("{vbluez_dbus}")
+        );
+        assert_eq!(
+            dut.pixit.latency_bound_on("zigbee"),
+            Duration::from_millis(150)
+        );
+        assert_eq!(dut.pixit.latency_bound_on("udp"), Duration::from_millis(20));
 
         let lab = Rig::load(rigs_dir().join("example-lab.toml")).unwrap_or_else(|e| panic!("{e}"));
         let dut = lab.select_dut(None).unwrap();
         assert_eq!(dut.kind, DutKind::External);
         assert_eq!(
             dut.serial.as_ref().unwrap().path,
-            PathBuf::from("/dev/ttyUSB0")
+            PathBuf::from("/dev/ttyUSB2")
+        );
+        let z = dut
+            .zigbee_resolved(&LaunchVars::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (z.radio.as_str(), z.baud, z.address),
+            ("/dev/ttyUSB0", 115_200, 0x1A2B)
         );
         assert_eq!(dut.serial.as_ref().unwrap().baud, 115_200);
         assert_eq!(
@@ -2140,17 +2158,44 @@ DISC_COAP = true
             workdir: "/tmp/w".into(),
             ..LaunchVars::default()
         };
-        // The virtual coordinator the reference bridges is launched first.
-        assert_eq!(dut.helpers().len(), 1);
+        // The virtual Zigbee network and the virtual BlueZ are launched first.
+        assert_eq!(dut.helpers().len(), 2);
         assert_eq!(dut.helpers()[0].name, "znp");
+        assert_eq!(dut.helpers()[1].name, "vbluez");
         vars.znp_emulator = "/bin/znp-emulator".into();
+        vars.vbluez = "/bin/vbluez".into();
         assert_eq!(
             dut.helper_command(0, &vars).unwrap(),
-            ["/bin/znp-emulator", "--exit-on-stdin-eof"]
+            [
+                "/bin/znp-emulator",
+                "--node",
+                "dut",
+                "--node",
+                "tester",
+                "--exit-on-stdin-eof"
+            ]
         );
-        let announced = serde_json::json!({"pty": "/dev/pts/9", "baud": 115200, "devices": []});
+        let announced = serde_json::json!({
+            "pty": "/dev/pts/9",
+            "baud": 115200,
+            "devices": [],
+            "nodes": {
+                "dut": {"pty": "/dev/pts/10", "nwk": 12098},
+                "tester": {"pty": "/dev/pts/11", "nwk": 34656}
+            }
+        });
         vars.helpers
             .insert("znp".into(), Some(helper_placeholders("znp", &announced)));
+        let argv = dut.helper_command(1, &vars).unwrap();
+        assert_eq!(
+            argv[..3],
+            ["/bin/vbluez", "--bus-socket", "/tmp/w/../vbluez.bus"]
+        );
+        let announced = serde_json::json!({"dbus": "unix:path=/tmp/b", "radio": "/tmp/r.sock"});
+        vars.helpers.insert(
+            "vbluez".into(),
+            Some(helper_placeholders("vbluez", &announced)),
+        );
         assert_eq!(
             dut.launch_command(&vars).unwrap(),
             [
@@ -2182,6 +2227,13 @@ DISC_COAP = true
         assert!(!text.contains('{'), "placeholders left in {text}");
         assert_eq!(table["bridge"]["znp"].as_str(), Some("/dev/pts/9"));
         assert_eq!(table["bridge"]["baud"].as_integer(), Some(115_200));
+        assert_eq!(table["zigbee"]["znp"].as_str(), Some("/dev/pts/10"));
+        assert_eq!(table["ble"]["radio"].as_str(), Some("/tmp/r.sock"));
+        let z = dut.zigbee_resolved(&vars).unwrap().unwrap();
+        assert_eq!((z.radio.as_str(), z.address), ("/dev/pts/11", 12098));
+        let b = dut.ble_resolved(&vars).unwrap().unwrap();
+        assert_eq!(b.dbus.as_deref(), Some("unix:path=/tmp/b"));
+        assert_eq!(b.name.as_deref(), Some("reference"));
     }
 
     #[test]
