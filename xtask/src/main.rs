@@ -8,7 +8,7 @@
 //! | `cargo xtask fixtures [--accept]` | regenerate golden fixtures and snapshots, show what changed, accept it |
 //! | `cargo xtask spec-coverage [ARGS]` | which spec requirements have cases |
 //! | `cargo xtask rig [ARGS]` | check and inspect rig files |
-//! | `cargo xtask bench [ARGS]` | latency and throughput of the reference over loopback UDP |
+//! | `cargo xtask bench [ARGS]` | latency and throughput of the reference over loopback UDP, the serial Zigbee line, and SoftBus over UDP, Zigbee and BLE on the virtual rig, each next to a baseline and the physical floor |
 //!
 //! Exit status: the forwarded command's status (0 pass, 1 fail, 2 error or usage); xtask's own
 //! failures (a missing prerequisite, cargo not found) exit 2.
@@ -58,7 +58,8 @@ enum Command {
     /// Check and inspect rig files (forwards ARGS to the `rig` binary).
     #[command(disable_help_flag = true)]
     Rig(Forwarded),
-    /// Measure the reference over loopback UDP next to raw UDP (forwards ARGS to the bench).
+    /// Measure the reference next to baselines: loopback UDP, the serial line, and SoftBus over
+    /// UDP, Zigbee and BLE on the virtual rig (forwards ARGS; `--help` lists them).
     #[command(disable_help_flag = true)]
     Bench(Forwarded),
 }

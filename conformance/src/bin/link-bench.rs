@@ -50,12 +50,12 @@ use softbus::link::ble::radio::{softbus_service, RadioMsg};
 use softbus::link::ble::{AdvertData, SERVICE_UUID, TX_CHAR_UUID};
 use softbus::link::sar::{self, Reassembled, Reassembler};
 use softbus::link::zigbee::{
-    APS_PAYLOAD_MAX, RADIUS, SOFTBUS_CLUSTER, SOFTBUS_DEVICE_ID, SOFTBUS_ENDPOINT, SOFTBUS_PROFILE,
+    RADIUS, SOFTBUS_CLUSTER, SOFTBUS_DEVICE_ID, SOFTBUS_ENDPOINT, SOFTBUS_PROFILE,
 };
 use softbus::link::znp::commands::{
-    status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg, AfRegisterReq, SysResetInd,
-    SysResetReq, ZdoStartupFromAppReq, ZdoStateChangeInd,
+    status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg, AfRegisterReq,
 };
+use softbus::link::znp::start::start_stick;
 use softbus::link::znp::{PortError, ZnpPort};
 use softbus::wire::msg::{ChannelKind, Message, MsgBody};
 use softbus_conformance::case::Ctx;
@@ -63,7 +63,7 @@ use softbus_conformance::run::workspace_root;
 use softbus_conformance::tester::dut::{locate_znp_emulator, DutHandle};
 use softbus_harness::link::ble::BleLink;
 use softbus_harness::link::udp::UdpLink;
-use softbus_harness::link::zigbee::ZigbeeLink;
+use softbus_harness::link::zigbee::{wire_time, ZigbeeLink};
 use softbus_harness::link::{DatagramLink, Transport};
 use softbus_harness::rig::{BleTarget, DutKind, Rig};
 
@@ -76,8 +76,6 @@ const ECHO_ADDRESS: &str = "C2:BE:4C:00:00:01";
 
 /// `AF_DATA_REQUEST` option: ask for an APS acknowledgement (as the SoftBus Zigbee binding).
 const AF_ACK_REQUEST: u8 = 0x10;
-/// `AF_REGISTER` status for an endpoint that is already registered.
-const APS_DUPLICATE_ENTRY: u8 = 0xB8;
 /// ZDO states of a node that is on its network: router, coordinator.
 const ON_NETWORK: [u8; 2] = [0x07, 0x09];
 
@@ -139,32 +137,8 @@ struct Floor {
     how: String,
 }
 
-/// bluez-async 0.8 (under btleplug) removes a D-Bus match in a task it spawns when one of its
-/// message streams is dropped, and unwraps the result: when the bus already forgot the match
-/// ("No match with that id found") that detached task panics. Nothing depends on it, so that
-/// one panic is kept off the bench's output; every other panic is reported as usual.
-fn quiet_known_bluez_async_panic() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let in_message_stream = info.location().is_some_and(|l| {
-            l.file().contains("bluez-async") && l.file().ends_with("messagestream.rs")
-        });
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        if in_message_stream && message.contains("No match with that id found") {
-            return;
-        }
-        report(info)
-    }));
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    quiet_known_bluez_async_panic();
     let tmp = std::env::temp_dir().join(format!("softbus-link-bench-{}", std::process::id()));
     match run(&args, &tmp) {
         Ok(()) => {
@@ -488,40 +462,17 @@ fn spawn_announcing(
 /// Brings the stick on `path` onto its network with the SoftBus endpoint registered, as the
 /// SoftBus Zigbee binding does.
 fn stick_up(path: &str, baud: u32, timeout: Duration) -> anyhow::Result<ZnpPort> {
-    let step = |what: &'static str| move |e: PortError| anyhow!("stick {path}: {what}: {e}");
-    let mut port = ZnpPort::open(path, baud).map_err(step("opening"))?;
-    port.set_timeout(timeout);
-    let mut ping = port.ping();
-    for _ in 0..2 {
-        if ping.is_ok() {
-            break;
-        }
-        ping = port.ping();
-    }
-    ping.map_err(step("SYS_PING"))?;
-    port.send(&SysResetReq { reset_type: 1 })
-        .map_err(step("SYS_RESET_REQ"))?;
-    port.wait_for::<SysResetInd>(timeout * 5, |_| true)
-        .map_err(step("SYS_RESET_IND"))?;
-    port.call(&ZdoStartupFromAppReq { start_delay: 0 })
-        .map_err(step("ZDO_STARTUP_FROM_APP"))?;
-    port.wait_for::<ZdoStateChangeInd>(timeout * 10, |i| ON_NETWORK.contains(&i.state))
-        .map_err(step("joining the network"))?;
-    let reg = port
-        .call(&AfRegisterReq {
-            endpoint: SOFTBUS_ENDPOINT,
-            profile_id: SOFTBUS_PROFILE,
-            device_id: SOFTBUS_DEVICE_ID,
-            device_version: 0,
-            latency_req: 0,
-            input_clusters: vec![SOFTBUS_CLUSTER],
-            output_clusters: vec![SOFTBUS_CLUSTER],
-        })
-        .map_err(step("AF_REGISTER"))?;
-    if reg.status != status::SUCCESS && reg.status != APS_DUPLICATE_ENTRY {
-        bail!("stick {path}: AF_REGISTER refused with {:#04x}", reg.status);
-    }
-    Ok(port)
+    let register = AfRegisterReq {
+        endpoint: SOFTBUS_ENDPOINT,
+        profile_id: SOFTBUS_PROFILE,
+        device_id: SOFTBUS_DEVICE_ID,
+        device_version: 0,
+        latency_req: 0,
+        input_clusters: vec![SOFTBUS_CLUSTER],
+        output_clusters: vec![SOFTBUS_CLUSTER],
+    };
+    start_stick(path, baud, timeout, &ON_NETWORK, &register)
+        .map_err(|e| anyhow!("stick {path}: {e}"))
 }
 
 /// Raw APS: `ZigbeeLink` on stick `a` of a second emulator to stick `b`, whose host (a thread
@@ -755,32 +706,19 @@ fn ble_baseline(
     rtt
 }
 
-/// The Zigbee floor of a `softbus_len`-byte and a `baseline_len`-byte datagram, as SB-LAT's
-/// `link_floor`: per segment, `AF_DATA_REQUEST` out of the sender's host (SOF, length, 2
-/// command bytes, 10 fixed fields, FCS) and `AF_INCOMING_MSG` into the receiver's host (SOF,
-/// length, 2 command bytes, 17 fixed fields, 2 trailing, FCS) at `baud`, 10 bits a byte, and on
-/// air the segment plus 51 bytes of PHY/MAC/NWK/APS overhead at 32 µs a byte; both ways.
+/// The Zigbee round-trip floor of a `softbus_len`-byte and a `baseline_len`-byte datagram, as
+/// SB-LAT reports it ([`wire_time`] both ways).
 fn zigbee_floor(softbus_len: usize, baseline_len: usize, baud: u32) -> Option<Floor> {
-    let one = |len: usize| -> Option<(Duration, usize, usize, usize)> {
-        let segments = sar::segment(&vec![0u8; len], 0, APS_PAYLOAD_MAX).ok()?;
-        let (mut uart, mut air) = (0usize, 0usize);
-        for s in &segments {
-            uart += 5 + 10 + s.len() + 5 + 19 + s.len();
-            air += 51 + s.len();
-        }
-        let one_way = Duration::from_secs_f64(uart as f64 * 10.0 / f64::from(baud))
-            + Duration::from_micros(32 * air as u64);
-        Some((one_way * 2, segments.len(), uart, air))
-    };
-    let (softbus, segments, uart, air) = one(softbus_len)?;
-    let (baseline, b_segments, b_uart, b_air) = one(baseline_len)?;
+    let sb = wire_time(softbus_len, baud)?;
+    let base = wire_time(baseline_len, baud)?;
     Some(Floor {
-        softbus,
-        baseline,
+        softbus: sb.time * 2,
+        baseline: base.time * 2,
         how: format!(
             "UART wire time of the MT frames on both sticks at {baud} baud + 802.15.4 air time, both ways: \
-             SoftBus frame {softbus_len} B = {segments} segment(s), {uart} B of MT frames and {air} B on air per direction; \
-             baseline {baseline_len} B = {b_segments} segment(s), {b_uart} B and {b_air} B"
+             SoftBus frame {softbus_len} B = {} segment(s), {} B of MT frames and {} B on air per direction; \
+             baseline {baseline_len} B = {} segment(s), {} B and {} B",
+            sb.segments, sb.uart_bytes, sb.air_bytes, base.segments, base.uart_bytes, base.air_bytes
         ),
     })
 }

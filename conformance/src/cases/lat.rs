@@ -23,7 +23,6 @@
 
 use std::time::{Duration, Instant};
 
-use softbus::link::{sar, zigbee};
 use softbus::wire::msg::{ChannelKind, Message, MsgBody};
 use softbus_harness::link::Transport;
 use softbus_harness::timing::Histogram;
@@ -248,22 +247,13 @@ fn link_floor(ctx: &mut Ctx<'_>, frame_len: usize) -> Option<Duration> {
     match ctx.transport {
         Transport::Zigbee => {
             let baud = ctx.dut.zigbee.as_ref().map(|z| z.baud)?;
-            let segments = sar::segment(&vec![0u8; frame_len], 0, zigbee::APS_PAYLOAD_MAX).ok()?;
-            // Per segment: AF_DATA_REQUEST out of the sender's host (SOF, length, 2 command
-            // bytes, 10 fixed fields, FCS), AF_INCOMING_MSG into the receiver's host (SOF,
-            // length, 2 command bytes, 17 fixed fields, 2 trailing, FCS); on air the segment
-            // plus 51 bytes of PHY/MAC/NWK/APS overhead at 32 µs a byte.
-            let (mut uart_bytes, mut air_bytes) = (0usize, 0usize);
-            for s in &segments {
-                uart_bytes += 5 + 10 + s.len() + 5 + 19 + s.len();
-                air_bytes += 51 + s.len();
-            }
-            let one_way = Duration::from_secs_f64(uart_bytes as f64 * 10.0 / f64::from(baud))
-                + Duration::from_micros(32 * air_bytes as u64);
-            let floor = one_way * 2;
+            let w = softbus_harness::link::zigbee::wire_time(frame_len, baud)?;
+            let floor = w.time * 2;
             ctx.note(format!(
-                "physical floor: {} segments each way, {uart_bytes} bytes of MT frames at {baud} baud and {air_bytes} bytes on 802.15.4 air per direction = {:.3} ms per round trip",
-                segments.len(),
+                "physical floor: {} segments each way, {} bytes of MT frames at {baud} baud and {} bytes on 802.15.4 air per direction = {:.3} ms per round trip",
+                w.segments,
+                w.uart_bytes,
+                w.air_bytes,
                 floor.as_secs_f64() * 1e3
             ));
             Some(floor)

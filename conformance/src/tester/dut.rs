@@ -436,7 +436,17 @@ impl DutHandle {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Helpers get to shut down cleanly first (their stdin closing is the signal: the
+        // virtual BlueZ stops its private dbus-daemon then), and are killed if they linger.
         while let Some((_, mut c)) = self.helpers.pop() {
+            drop(c.stdin.take());
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while std::time::Instant::now() < deadline {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -264,3 +264,39 @@ impl DatagramLink for ZigbeeLink {
         self.lock().reassembler.discarded()
     }
 }
+
+/// What one SoftBus datagram costs on the Zigbee link's physical layers, one way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireTime {
+    /// Link segments the datagram takes.
+    pub segments: usize,
+    /// Bytes of MT frames on the two serial lines (sender's host out, receiver's host in).
+    pub uart_bytes: usize,
+    /// Bytes on the 802.15.4 air, overhead included.
+    pub air_bytes: usize,
+    /// Their time: 10 bits a byte at the baud rate, 32 µs a byte on air.
+    pub time: Duration,
+}
+
+/// The physical floor of a `len`-byte datagram crossing the Zigbee link one way, with both
+/// radios' hosts at `baud`: per segment, `AF_DATA_REQUEST` out of the sender's host (SOF,
+/// length, 2 command bytes, 10 fixed fields, FCS) and `AF_INCOMING_MSG` into the receiver's
+/// host (SOF, length, 2 command bytes, 17 fixed fields, 2 trailing, FCS), and on air the segment
+/// plus 51 bytes of PHY/MAC/NWK(secured)/APS overhead at 250 kbit/s. Confirmations, CSMA
+/// backoff and processing are left out: this is a floor, not a model.
+pub fn wire_time(len: usize, baud: u32) -> Option<WireTime> {
+    let segments = sar::segment(&vec![0u8; len], 0, APS_PAYLOAD_MAX).ok()?;
+    let (mut uart_bytes, mut air_bytes) = (0usize, 0usize);
+    for s in &segments {
+        uart_bytes += 5 + 10 + s.len() + 5 + 19 + s.len();
+        air_bytes += 51 + s.len();
+    }
+    let time = Duration::from_secs_f64(uart_bytes as f64 * 10.0 / f64::from(baud.max(1)))
+        + Duration::from_micros(32 * air_bytes as u64);
+    Some(WireTime {
+        segments: segments.len(),
+        uart_bytes,
+        air_bytes,
+        time,
+    })
+}
