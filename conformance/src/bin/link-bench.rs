@@ -49,12 +49,8 @@ use clap::{Parser, ValueEnum};
 use softbus::link::ble::radio::{softbus_service, RadioMsg};
 use softbus::link::ble::{AdvertData, SERVICE_UUID, TX_CHAR_UUID};
 use softbus::link::sar::{self, Reassembled, Reassembler};
-use softbus::link::zigbee::{
-    RADIUS, SOFTBUS_CLUSTER, SOFTBUS_DEVICE_ID, SOFTBUS_ENDPOINT, SOFTBUS_PROFILE,
-};
-use softbus::link::znp::commands::{
-    status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg, AfRegisterReq,
-};
+use softbus::link::zigbee::{register_request, RADIUS, SOFTBUS_CLUSTER, SOFTBUS_ENDPOINT, STARTED};
+use softbus::link::znp::commands::{status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg};
 use softbus::link::znp::start::start_stick;
 use softbus::link::znp::{PortError, ZnpPort};
 use softbus::wire::msg::{ChannelKind, Message, MsgBody};
@@ -76,8 +72,6 @@ const ECHO_ADDRESS: &str = "C2:BE:4C:00:00:01";
 
 /// `AF_DATA_REQUEST` option: ask for an APS acknowledgement (as the SoftBus Zigbee binding).
 const AF_ACK_REQUEST: u8 = 0x10;
-/// ZDO states of a node that is on its network: router, coordinator.
-const ON_NETWORK: [u8; 2] = [0x07, 0x09];
 
 /// SoftBus round trips over each link of the virtual rig, next to a baseline on the same link
 /// without SoftBus and the link's physical floor.
@@ -462,16 +456,7 @@ fn spawn_announcing(
 /// Brings the stick on `path` onto its network with the SoftBus endpoint registered, as the
 /// SoftBus Zigbee binding does.
 fn stick_up(path: &str, baud: u32, timeout: Duration) -> anyhow::Result<ZnpPort> {
-    let register = AfRegisterReq {
-        endpoint: SOFTBUS_ENDPOINT,
-        profile_id: SOFTBUS_PROFILE,
-        device_id: SOFTBUS_DEVICE_ID,
-        device_version: 0,
-        latency_req: 0,
-        input_clusters: vec![SOFTBUS_CLUSTER],
-        output_clusters: vec![SOFTBUS_CLUSTER],
-    };
-    start_stick(path, baud, timeout, &ON_NETWORK, &register)
+    start_stick(path, baud, timeout, STARTED, &register_request())
         .map_err(|e| anyhow!("stick {path}: {e}"))
 }
 

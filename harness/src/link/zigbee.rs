@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use softbus::link::sar::{self, Reassembled, Reassembler};
 use softbus::link::zigbee::{
-    APS_PAYLOAD_MAX, RADIUS, SOFTBUS_CLUSTER, SOFTBUS_DEVICE_ID, SOFTBUS_ENDPOINT, SOFTBUS_PROFILE,
+    register_request, APS_PAYLOAD_MAX, RADIUS, SOFTBUS_CLUSTER, SOFTBUS_ENDPOINT, STARTED,
 };
 use softbus::link::znp::commands::{
-    status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg, AfRegisterReq, Payload,
+    status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg, Payload,
 };
 use softbus::link::znp::start::start_stick;
 use softbus::link::znp::{PortError, ZnpPort};
@@ -30,8 +30,6 @@ use super::{DatagramLink, LinkError, LinkStats, Transport};
 
 /// `AF_DATA_REQUEST` option: ask for an APS acknowledgement.
 const AF_ACK_REQUEST: u8 = 0x10;
-/// ZDO states of a node that is on its network: router, coordinator.
-const ON_NETWORK: [u8; 2] = [0x07, 0x09];
 /// Largest SoftBus datagram the link carries (spec ZB-3).
 pub const MAX_DATAGRAM: usize = 1400;
 
@@ -79,20 +77,12 @@ impl ZigbeeLink {
         dut: u16,
         timeout: Duration,
     ) -> Result<ZigbeeLink, LinkError> {
-        let register = AfRegisterReq {
-            endpoint: SOFTBUS_ENDPOINT,
-            profile_id: SOFTBUS_PROFILE,
-            device_id: SOFTBUS_DEVICE_ID,
-            device_version: 0,
-            latency_req: 0,
-            input_clusters: vec![SOFTBUS_CLUSTER],
-            output_clusters: vec![SOFTBUS_CLUSTER],
-        };
-        let mut port = start_stick(path, baud, timeout, &ON_NETWORK, &register).map_err(|e| {
-            LinkError::Radio(format!(
-                "Zigbee radio {path}: {e} (is a Z-Stack stick on this port, at {baud} baud?)"
-            ))
-        })?;
+        let mut port =
+            start_stick(path, baud, timeout, STARTED, &register_request()).map_err(|e| {
+                LinkError::Radio(format!(
+                    "Zigbee radio {path}: {e} (is a Z-Stack stick on this port, at {baud} baud?)"
+                ))
+            })?;
         let info = port
             .device_info()
             .map_err(radio("UTIL_GET_DEVICE_INFO", path))?;

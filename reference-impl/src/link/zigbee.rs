@@ -18,3 +18,22 @@ pub const SOFTBUS_DEVICE_ID: u16 = 0x0000;
 pub const APS_PAYLOAD_MAX: usize = 80;
 /// `AF_DATA_REQUEST` radius (maximum hops).
 pub const RADIUS: u8 = 30;
+
+/// The device states a stick carrying the SoftBus link may settle in: router or coordinator.
+pub const STARTED: &[u8] = &[
+    super::znp::commands::device_state::STARTED_AS_ROUTER,
+    super::znp::commands::device_state::STARTED_AS_COORDINATOR,
+];
+
+/// The `AF_REGISTER` of the SoftBus endpoint (spec ZB-1).
+pub fn register_request() -> super::znp::commands::AfRegisterReq {
+    super::znp::commands::AfRegisterReq {
+        endpoint: SOFTBUS_ENDPOINT,
+        profile_id: SOFTBUS_PROFILE,
+        device_id: SOFTBUS_DEVICE_ID,
+        device_version: 0,
+        latency_req: 0,
+        input_clusters: vec![SOFTBUS_CLUSTER],
+        output_clusters: vec![SOFTBUS_CLUSTER],
+    }
+}

@@ -34,12 +34,9 @@ use super::sar::{
     max_datagram, segment, Reassembled, Reassembler, ReassemblyError, SegmentError,
     DEFAULT_REASSEMBLY_TIMEOUT,
 };
-use super::zigbee::{
-    APS_PAYLOAD_MAX, RADIUS, SOFTBUS_CLUSTER, SOFTBUS_DEVICE_ID, SOFTBUS_ENDPOINT, SOFTBUS_PROFILE,
-};
+use super::zigbee::{APS_PAYLOAD_MAX, RADIUS, SOFTBUS_CLUSTER, SOFTBUS_ENDPOINT};
 use super::znp::commands::{
-    device_state, status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg, AfRegisterReq, Payload,
-    ZdoStateChangeInd,
+    status, AfDataConfirm, AfDataRequestReq, AfIncomingMsg, Payload, ZdoStateChangeInd,
 };
 use super::znp::{FrameRepr, PortError, ZnpPort};
 use crate::bridge::host::{start_stick, StartError};
@@ -55,11 +52,7 @@ const MAX_PEERS: usize = 256;
 /// Longest pause between attempts to bring a failed stick up again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The device states a stick carrying the SoftBus link may settle in.
-pub const STARTED: &[u8] = &[
-    device_state::STARTED_AS_ROUTER,
-    device_state::STARTED_AS_COORDINATOR,
-];
+use super::zigbee::{register_request, STARTED};
 
 /// Where the stick is and how patient to be with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,19 +181,6 @@ pub fn data_request(dst: u16, trans_id: u8, segment: Vec<u8>) -> AfDataRequestRe
         options: AF_ACK_REQUEST,
         radius: RADIUS,
         data: segment,
-    }
-}
-
-/// The `AF_REGISTER` of the SoftBus endpoint (spec ZB-1).
-pub fn register_request() -> AfRegisterReq {
-    AfRegisterReq {
-        endpoint: SOFTBUS_ENDPOINT,
-        profile_id: SOFTBUS_PROFILE,
-        device_id: SOFTBUS_DEVICE_ID,
-        device_version: 0,
-        latency_req: 0,
-        input_clusters: vec![SOFTBUS_CLUSTER],
-        output_clusters: vec![SOFTBUS_CLUSTER],
     }
 }
 
