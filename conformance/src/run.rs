@@ -236,8 +236,20 @@ impl Session {
         let keys = std::mem::take(&mut ctx.keys);
         let measured = ctx.measured.take();
         drop(ctx);
-        // A radio link that went wrong is opened afresh for the next case.
+        // On a link packet capture cannot see, the datagrams the tester's link carried are
+        // the capture (`link.pcap`, read by the Wireshark dissector with `keys.log`).
         let transport = case.tester_transport();
+        if let Some(link) = self.dut.open_link(transport) {
+            let traced = link.take_trace();
+            if !traced.is_empty() {
+                match softbus_harness::link::trace::write_pcap(&case_dir.join("link.pcap"), &traced)
+                {
+                    Ok(()) => evidence.push(rel("link.pcap")),
+                    Err(e) => outcome.inconc(format!("writing link.pcap: {e}")),
+                }
+            }
+        }
+        // A radio link that went wrong is opened afresh for the next case.
         if matches!(transport, Transport::Zigbee | Transport::Ble)
             && matches!(outcome.verdict(), Verdict::Error | Verdict::Inconc)
         {

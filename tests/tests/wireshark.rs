@@ -685,6 +685,40 @@ fn dissects_and_decrypts_udp_on_the_default_port() {
     }
 }
 
+/// A Zigbee or BLE case's `link.pcap` (the harness's link trace, LINKTYPE_USER0 with a
+/// direction byte) dissects and decrypts like a UDP capture, and names the direction.
+#[test]
+fn dissects_and_decrypts_a_link_trace() {
+    use softbus_harness::link::trace::{write_pcap, Direction, Traced};
+    tshark(); // fail fast, with the install command, when it is missing
+    let t = scenario();
+    let dir = evidence_dir("link_trace");
+    let first = t.wire.first().map(|d| d.src).expect("traffic");
+    let base = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let records: Vec<Traced> = t
+        .wire
+        .iter()
+        .map(|d| Traced {
+            at: base + d.at,
+            direction: if d.src == first {
+                Direction::ToDut
+            } else {
+                Direction::FromDut
+            },
+            data: d.data.clone(),
+        })
+        .collect();
+    let pcap = dir.join("link.pcap");
+    write_pcap(&pcap, &records).expect("writing link.pcap");
+    let keys = dir.join("keys.log");
+    std::fs::write(&keys, t.keylog()).expect("writing keys.log");
+    let rows = run_tshark(&pcap, &keylog_pref(&keys));
+    check_rows(&t, &rows, true);
+    let verbose = run_tshark_verbose(&pcap, &keylog_pref(&keys));
+    assert!(verbose.contains("Direction: tester to DUT (0)"), "{verbose}");
+    assert!(verbose.contains("Direction: DUT to tester (1)"), "{verbose}");
+}
+
 #[test]
 fn heuristic_and_decode_as_find_softbus_on_other_ports() {
     tshark(); // fail fast, with the install command, when it is missing

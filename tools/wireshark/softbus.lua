@@ -143,6 +143,12 @@ end
 
 local softbus = Proto("softbus", "SoftBus v1")
 local softbus_tcp = Proto("softbus_tcp", "SoftBus v1 over TCP")
+-- Zigbee and BLE links, which packet capture cannot see: the harness writes the datagrams the
+-- tester's link carried to link.pcap (LINKTYPE_USER0), each after one direction byte.
+local softbus_link = Proto("softbus_link", "SoftBus link trace")
+local f_link_dir = ProtoField.uint8("softbus_link.direction", "Direction", base.DEC,
+    { [0] = "tester to DUT", [1] = "DUT to tester" })
+softbus_link.fields = { f_link_dir }
 
 local DEFAULT_PORTS = "5700"
 softbus.prefs.ports = Pref.range("SoftBus ports", DEFAULT_PORTS,
@@ -1144,6 +1150,21 @@ function softbus_tcp.dissector(tvb, pinfo, tree)
     return tvb:len()
 end
 
+function softbus_link.dissector(tvb, pinfo, tree)
+    if tvb:len() < 1 then
+        return 0
+    end
+    local dir = tvb(0, 1):uint()
+    local t = tree:add(softbus_link, tvb(0, 1))
+    t:add(f_link_dir, tvb(0, 1))
+    pinfo.cols.src = (dir == 0) and "tester" or "DUT"
+    pinfo.cols.dst = (dir == 0) and "DUT" or "tester"
+    if tvb:len() == 1 then
+        return 1
+    end
+    return 1 + softbus.dissector(tvb(1):tvb(), pinfo, tree)
+end
+
 -- Heuristic: version 0x01, a known frame type and a body length 2.4 allows for it.
 local function looks_like_softbus(tvb)
     local len = tvb:len()
@@ -1217,6 +1238,9 @@ pcall(function()
     tcp_table:add_for_decode_as(softbus_tcp)
 end)
 softbus:register_heuristic("udp", heuristic)
+pcall(function()
+    DissectorTable.get("wtap_encap"):add(wtap_encaps.USER0, softbus_link)
+end)
 softbus_tcp:register_heuristic("tcp", tcp_heuristic)
 
 softbus.prefs.about = Pref.statictext("SoftBus dissector " .. PLUGIN_VERSION .. "; decryption: "

@@ -381,6 +381,8 @@ impl DutHandle {
             Transport::Zigbee | Transport::Ble => {
                 if let Some(l) = self.links.get(&transport) {
                     while l.recv(Duration::ZERO).map_err(io)?.is_some() {}
+                    // What an earlier case left is that case's evidence, not this one's.
+                    drop(l.take_trace());
                     return Ok(l.clone());
                 }
                 let link: Arc<dyn DatagramLink> = match transport {
@@ -409,6 +411,11 @@ impl DutHandle {
                 Ok(link)
             }
         }
+    }
+
+    /// The open link over `transport`, if a case opened one during this launch.
+    pub fn open_link(&self, transport: Transport) -> Option<Arc<dyn DatagramLink>> {
+        self.links.get(&transport).cloned()
     }
 
     /// Forget a link that failed (the next case opens it afresh).

@@ -37,6 +37,7 @@ use softbus::link::ble::{
 use softbus::link::sar::{self, Reassembled, Reassembler};
 use uuid::Uuid;
 
+use super::trace::{Direction, LinkTrace, Traced};
 use super::{DatagramLink, LinkError, LinkStats, Transport};
 use crate::rig::BleTarget;
 
@@ -63,6 +64,7 @@ pub struct BleLink {
     down: Arc<AtomicBool>,
     down_reason: Mutex<Option<String>>,
     discarded: Arc<AtomicU64>,
+    trace: LinkTrace,
     packets_in: Arc<AtomicU64>,
     largest_in: Arc<AtomicUsize>,
     pump: tokio::task::JoinHandle<()>,
@@ -209,6 +211,7 @@ impl BleLink {
             down,
             down_reason: Mutex::new(None),
             discarded,
+            trace: LinkTrace::default(),
             packets_in,
             largest_in,
             pump,
@@ -486,6 +489,7 @@ impl DatagramLink for BleLink {
                 self.mtu
             )));
         }
+        self.trace.record(Direction::ToDut, datagram);
         let counter = self.counter.fetch_add(1, Ordering::Relaxed);
         let segments = sar::segment(datagram, counter, self.seg)
             .map_err(|e| LinkError::TooLong(format!("BLE link (ATT MTU {}): {e}", self.mtu)))?;
@@ -511,7 +515,10 @@ impl DatagramLink for BleLink {
     fn recv(&self, timeout: Duration) -> Result<Option<Vec<u8>>, LinkError> {
         let inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
         match inbox.recv_timeout(timeout) {
-            Ok(Inbound::Datagram(d)) => Ok(Some(d)),
+            Ok(Inbound::Datagram(d)) => {
+                self.trace.record(Direction::FromDut, &d);
+                Ok(Some(d))
+            }
             Ok(Inbound::Down(reason)) => {
                 *self.down_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
                 Err(self.disconnected())
@@ -558,6 +565,10 @@ impl DatagramLink for BleLink {
             packet_limit: self.seg,
             discarded: self.discarded.load(Ordering::Relaxed),
         }
+    }
+
+    fn take_trace(&self) -> Vec<Traced> {
+        self.trace.take().0
     }
 
     fn advert(&self) -> Option<Vec<u8>> {

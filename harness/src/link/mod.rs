@@ -13,6 +13,7 @@
 //! takes `&self`; a case is single-threaded, so nothing more than interior mutability is needed.
 
 pub mod ble;
+pub mod trace;
 pub mod udp;
 pub mod zigbee;
 
@@ -127,6 +128,11 @@ pub trait DatagramLink: Send + Sync {
     /// The DUT's SoftBus advert data as the link found it (BLE service data), if any.
     fn advert(&self) -> Option<Vec<u8>> {
         None
+    }
+    /// The datagrams the link carried since the last call, for evidence (links that packet
+    /// capture cannot see keep a [`trace::LinkTrace`]; IP links return nothing).
+    fn take_trace(&self) -> Vec<trace::Traced> {
+        Vec::new()
     }
 }
 

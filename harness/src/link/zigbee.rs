@@ -26,6 +26,7 @@ use softbus::link::znp::commands::{
 use softbus::link::znp::start::start_stick;
 use softbus::link::znp::{PortError, ZnpPort};
 
+use super::trace::{Direction, LinkTrace, Traced};
 use super::{DatagramLink, LinkError, LinkStats, Transport};
 
 /// `AF_DATA_REQUEST` option: ask for an APS acknowledgement.
@@ -47,6 +48,7 @@ struct Inner {
 /// The harness's Zigbee radio, talking to one DUT network address.
 pub struct ZigbeeLink {
     inner: Mutex<Inner>,
+    trace: LinkTrace,
     dut: u16,
     own_nwk: u16,
     port_name: String,
@@ -98,6 +100,7 @@ impl ZigbeeLink {
                 packets_in: 0,
                 largest_in: 0,
             }),
+            trace: LinkTrace::default(),
             dut,
             own_nwk: info.nwk,
             port_name: path.to_string(),
@@ -181,6 +184,7 @@ impl ZigbeeLink {
 
 impl DatagramLink for ZigbeeLink {
     fn send(&self, datagram: &[u8]) -> Result<(), LinkError> {
+        self.trace.record(Direction::ToDut, datagram);
         let mut inner = self.lock();
         let counter = inner.counter;
         inner.counter = inner.counter.wrapping_add(1);
@@ -206,6 +210,10 @@ impl DatagramLink for ZigbeeLink {
         Ok(true)
     }
 
+    fn take_trace(&self) -> Vec<Traced> {
+        self.trace.take().0
+    }
+
     fn stats(&self) -> LinkStats {
         let inner = self.lock();
         LinkStats {
@@ -221,6 +229,7 @@ impl DatagramLink for ZigbeeLink {
         let mut inner = self.lock();
         loop {
             if let Some(d) = inner.ready.pop_front() {
+                self.trace.record(Direction::FromDut, &d);
                 return Ok(Some(d));
             }
             let left = end.saturating_duration_since(Instant::now());
