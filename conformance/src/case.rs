@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use softbus::wire::msg::Qos;
+use softbus_harness::link::budget::Budgeted;
 use softbus_harness::link::Transport;
 use softbus_harness::pics::Pics;
 use softbus_harness::rig::Pixit;
@@ -116,6 +117,8 @@ pub struct Ctx<'a> {
     pub local: SocketAddr,
     /// The link lower testers use.
     pub transport: Transport,
+    /// When the case's time budget (PIXIT `case_timeout_ms`) runs out.
+    pub deadline: std::time::Instant,
     counter: u64,
 }
 
@@ -123,6 +126,7 @@ impl<'a> Ctx<'a> {
     /// A context for one case run.
     pub fn new(dut: &'a mut DutHandle, pics: Pics, seed: u64, transport: Transport) -> Ctx<'a> {
         let pixit = dut.dut.pixit.clone();
+        let case_timeout_ms = pixit.case_timeout_ms;
         let local = if dut.udp.ip().is_loopback() {
             SocketAddr::from(([127, 0, 0, 1], 0))
         } else {
@@ -140,6 +144,7 @@ impl<'a> Ctx<'a> {
             keys: Vec::new(),
             local,
             transport,
+            deadline: std::time::Instant::now() + Duration::from_millis(case_timeout_ms),
             counter: 0,
         }
     }
@@ -210,6 +215,8 @@ impl<'a> Ctx<'a> {
             self.transport
         };
         let link = self.dut.link(transport, self.local, timeout)?;
+        let budget = Duration::from_millis(self.pixit.case_timeout_ms);
+        let link = std::sync::Arc::new(Budgeted::new(link, self.deadline, budget));
         let mut lt = LowerTester::over(
             link,
             softbus::Identity::from_secret(rng_seed),

@@ -650,6 +650,9 @@ pub struct Pixit {
     pub heartbeat_interval_ms: u64,
     /// How many samples latency cases take (default 200).
     pub latency_samples: u32,
+    /// How long one case may use the DUT's links in all, in milliseconds (default 300000): a
+    /// case past it ends INCONC and the run goes on.
+    pub case_timeout_ms: u64,
     /// How long the DUT locks pairing out after too many wrong PINs, in ms (default 30000).
     pub lockout_ms: u64,
     /// Capability kinds the DUT offers (e.g. "camera", "speaker").
@@ -682,6 +685,7 @@ impl Default for Pixit {
             prompt_timeout_ms: 10_000,
             heartbeat_interval_ms: 1000,
             latency_samples: 200,
+            case_timeout_ms: 300_000,
             lockout_ms: 30_000,
             capabilities: Vec::new(),
             services: Vec::new(),
@@ -1994,6 +1998,12 @@ impl Pixit {
                     format!("{k} = {v} is over an hour; the value is in milliseconds"),
                 ));
             }
+        }
+        if self.case_timeout_ms < 1_000 {
+            return Err(src.invalid(
+                &at(&["pixit", "case_timeout_ms"]),
+                "case_timeout_ms under 1000 leaves a case no time; give milliseconds (default 300000)",
+            ));
         }
         if self.latency_samples > 1_000_000 {
             return Err(src.invalid(

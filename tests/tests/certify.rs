@@ -156,6 +156,55 @@ fn faults_are_caught_over_zigbee_and_ble() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A case that runs past its time budget (PIXIT `case_timeout_ms`) ends INCONC naming the
+/// budget, and the run goes on to the next case and writes its report.
+#[test]
+fn a_case_past_its_time_budget_is_inconclusive_and_the_run_goes_on() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rig = std::fs::read_to_string(workspace_root().join("rigs/virtual.toml"))?;
+    let rig = rig.replacen(
+        "latency_samples = 200\n",
+        "latency_samples = 200\ncase_timeout_ms = 2000\n",
+        1,
+    );
+    assert!(
+        rig.contains("case_timeout_ms = 2000"),
+        "the virtual rig changed shape"
+    );
+    let rig_path = dir.path().join("budget.toml");
+    std::fs::write(&rig_path, rig)?;
+    let rig_arg = rig_path.display().to_string();
+    let report_dir = dir.path().join("report");
+    let (code, report, stderr) = certify(
+        &report_dir,
+        &[
+            "--rig",
+            &rig_arg,
+            "--transport",
+            "zigbee",
+            "--filter",
+            "SB-LAT-00",
+        ],
+    )?;
+    let cases = report["cases"].as_array().cloned().unwrap_or_default();
+    let verdicts: Vec<String> = cases
+        .iter()
+        .map(|c| format!("{} {} {}", c["id"], c["verdict"], c["reason"]))
+        .collect();
+    assert_eq!(code, 1, "{verdicts:?} {stderr}");
+    assert_eq!(cases.len(), 3, "{verdicts:?}");
+    for c in &cases {
+        assert_eq!(c["verdict"], "INCONC", "{c}");
+        assert!(
+            c["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("time budget")),
+            "{c}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn a_dut_without_control_channel_is_inconclusive_not_hung() -> anyhow::Result<()> {
     use softbus_e2e::{loopback_config, Daemon};

@@ -715,8 +715,14 @@ fn dissects_and_decrypts_a_link_trace() {
     let rows = run_tshark(&pcap, &keylog_pref(&keys));
     check_rows(&t, &rows, true);
     let verbose = run_tshark_verbose(&pcap, &keylog_pref(&keys));
-    assert!(verbose.contains("Direction: tester to DUT (0)"), "{verbose}");
-    assert!(verbose.contains("Direction: DUT to tester (1)"), "{verbose}");
+    assert!(
+        verbose.contains("Direction: tester to DUT (0)"),
+        "{verbose}"
+    );
+    assert!(
+        verbose.contains("Direction: DUT to tester (1)"),
+        "{verbose}"
+    );
 }
 
 #[test]

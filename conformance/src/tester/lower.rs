@@ -45,7 +45,9 @@ impl From<LinkError> for StepError {
     fn from(e: LinkError) -> StepError {
         match e {
             // The DUT dropping its link is the DUT's doing: a step that cannot complete.
-            LinkError::Disconnected(_) | LinkError::Peer(_) => StepError::Unexpected(e.to_string()),
+            LinkError::Disconnected(_) | LinkError::Peer(_) | LinkError::OverBudget(_) => {
+                StepError::Unexpected(e.to_string())
+            }
             _ => StepError::Io(e.to_string()),
         }
     }

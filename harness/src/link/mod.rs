@@ -13,6 +13,7 @@
 //! takes `&self`; a case is single-threaded, so nothing more than interior mutability is needed.
 
 pub mod ble;
+pub mod budget;
 pub mod trace;
 pub mod udp;
 pub mod zigbee;
@@ -71,6 +72,9 @@ pub enum LinkError {
     /// characteristic): the DUT's fault, not the rig's.
     #[error("{0}")]
     Peer(String),
+    /// The case using the link ran past its time budget.
+    #[error("{0}")]
+    OverBudget(String),
     /// The datagram cannot cross this link (too long).
     #[error("{0}")]
     TooLong(String),

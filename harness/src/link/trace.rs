@@ -111,7 +111,7 @@ mod tests {
         // First record: header 16 bytes, then direction 0 and the datagram.
         assert_eq!(&b[32..36], &4u32.to_le_bytes());
         assert_eq!(&b[40..44], &[0, 1, 2, 3]);
-        assert_eq!(&b[56..58], &[1, 4]);
+        assert_eq!(&b[60..62], &[1, 4]);
         assert_eq!(b.len(), 24 + 16 + 4 + 16 + 2);
     }
 }
