@@ -177,23 +177,7 @@ radio = "radio.sock"
 "#,
     )
     .unwrap();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_softbusd"))
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(daemon.stdout.take().unwrap()).lines();
-    let bound: Value = serde_json::from_str(
-        &tokio::time::timeout(T, out.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap(),
-    )
-    .unwrap();
+    let (mut daemon, _out, bound) = spawn_softbusd(&cfg).await;
     let address = static_address(&dut_id.0);
     assert_eq!(bound["ble"], json!(address), "{bound}");
     assert!(bound.get("zigbee").is_none(), "{bound}");
@@ -386,23 +370,7 @@ timeout_ms = 200
         ),
     )
     .unwrap();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_softbusd"))
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(daemon.stdout.take().unwrap()).lines();
-    let bound: Value = serde_json::from_str(
-        &tokio::time::timeout(T, out.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap(),
-    )
-    .unwrap();
+    let (mut daemon, _out, bound) = spawn_softbusd(&cfg).await;
     assert!(bound.get("zigbee").is_none(), "{bound}");
     let errors = bound["link_errors"].as_array().cloned().unwrap_or_default();
     assert!(
@@ -428,4 +396,33 @@ timeout_ms = 200
     control.call(json!({"op": "state"})).await;
     assert!(daemon.try_wait().unwrap().is_none(), "softbusd exited");
     let _ = daemon.kill().await;
+}
+
+/// Starts `softbusd` on `cfg` and reads the JSON line it prints with what it bound; the rest of
+/// its stdout stays readable.
+async fn spawn_softbusd(
+    cfg: &std::path::Path,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    Value,
+) {
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_softbusd"))
+        .arg("--config")
+        .arg(cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(daemon.stdout.take().unwrap()).lines();
+    let bound: Value = serde_json::from_str(
+        &tokio::time::timeout(T, out.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    (daemon, out, bound)
 }
