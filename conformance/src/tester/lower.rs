@@ -30,7 +30,7 @@ pub enum StepError {
     /// The DUT answered something else than the step expects.
     #[error("{0}")]
     Unexpected(String),
-    /// A socket failed (a rig problem, not the DUT's).
+    /// A socket, serial port or D-Bus call failed (a rig problem, not the DUT's).
     #[error("I/O error: {0}")]
     Io(String),
 }
