@@ -45,6 +45,7 @@ use crate::fault::Fault;
 use crate::trust::{PersistedGrant, TrustStore};
 use crate::wire::frame::{Body, Frame, RECORD_OVERHEAD, SPAKE2_MSG_LEN, TAG_LEN};
 use crate::wire::msg::{ChannelKind, Message, MsgBody, PermResult, Qos, Scope, DATA_OVERHEAD};
+use crate::wire::hello::Hello;
 use crate::wire::Code;
 
 /// Where a frame came from or goes to.
@@ -1671,11 +1672,12 @@ impl Endpoint {
     // ------------------------------------------------------------------ handshake
 
     fn hello(&self) -> Vec<u8> {
-        encode_hello(&Hello {
+        (Hello {
             hb_ms: self.cfg.hb_interval.as_millis().min(u32::MAX as u128) as u32,
             max_frame: self.cfg.mtu.min(u16::MAX as usize) as u16,
             name: self.cfg.name.clone(),
         })
+        .to_bytes()
     }
 
     fn on_hs1(&mut self, now: Instant, from: LinkAddr, sender_conn_id: u32, noise: &[u8]) {
@@ -1793,7 +1795,7 @@ impl Endpoint {
             });
             return;
         };
-        let Some(hello) = parse_hello(&payload[..n]) else {
+        let Some(hello) = Hello::parse(&payload[..n]).ok() else {
             self.reject(&from, sender_conn_id, Code::Malformed);
             return;
         };
@@ -1861,7 +1863,7 @@ impl Endpoint {
             self.counters.auth_failed += 1;
             return;
         };
-        let Some(hello) = parse_hello(&payload[..n]) else {
+        let Some(hello) = Hello::parse(&payload[..n]).ok() else {
             self.reject(&from, conn.remote_id, Code::Malformed);
             return;
         };
@@ -2865,47 +2867,6 @@ impl Endpoint {
     fn unix_time(&self, now: Instant) -> u64 {
         self.epoch_unix + now.saturating_duration_since(self.epoch_instant).as_secs()
     }
-}
-
-/// The HELLO payload carried in handshake messages 2 and 3.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hello {
-    /// Heartbeat interval, ms.
-    pub hb_ms: u32,
-    /// Largest frame the sender accepts.
-    pub max_frame: u16,
-    /// Device name.
-    pub name: String,
-}
-
-/// Parse a HELLO payload.
-pub fn parse_hello(b: &[u8]) -> Option<Hello> {
-    if b.len() < 7 {
-        return None;
-    }
-    let hb_ms = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    let max_frame = u16::from_be_bytes([b[4], b[5]]);
-    let len = b[6] as usize;
-    if b.len() != 7 + len || hb_ms == 0 {
-        return None;
-    }
-    let name = String::from_utf8(b[7..].to_vec()).ok()?;
-    Some(Hello {
-        hb_ms,
-        max_frame,
-        name,
-    })
-}
-
-/// Encode a HELLO payload.
-pub fn encode_hello(h: &Hello) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&h.hb_ms.to_be_bytes());
-    out.extend_from_slice(&h.max_frame.to_be_bytes());
-    let name = &h.name.as_bytes()[..h.name.len().min(64)];
-    out.push(name.len() as u8);
-    out.extend_from_slice(name);
-    out
 }
 
 fn sender_conn_id_of(data: &[u8]) -> u32 {

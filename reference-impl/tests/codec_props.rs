@@ -4,7 +4,7 @@
 //!   and `buffer_len` is the emitted length; the generators cover every body variant;
 //! * no decoder panics on any input: `Frame::parse`, `Message::parse`,
 //!   `capability::decode_list`, `Advert::from_cbor`, `CoapMessage::parse`,
-//!   `control::parse_request`, `endpoint::parse_hello`, fed both random bytes and mutations of
+//!   `control::parse_request`, `wire::hello::Hello::parse`, fed both random bytes and mutations of
 //!   valid encodings (which get past the first checks);
 //! * an established [`Endpoint`] fed arbitrary datagrams (random bytes, well-framed garbage
 //!   aimed at its connection, and records sealed with the real session key carrying arbitrary
@@ -23,7 +23,8 @@ use softbus::capability::{self, Capability, Metrics};
 use softbus::control;
 use softbus::crypto::RecordKey;
 use softbus::discovery::Advert;
-use softbus::endpoint::{self, Config, Endpoint, Hello, LinkAddr, PromptPolicy};
+use softbus::endpoint::{Config, Endpoint, LinkAddr, PromptPolicy};
+use softbus::wire::hello::Hello;
 use softbus::trust::TrustStore;
 use softbus::wire::coap::CoapMessage;
 use softbus::wire::frame::{Body, Frame, MAX_NOISE_LEN, SPAKE2_MSG_LEN, TAG_LEN};
@@ -337,7 +338,7 @@ proptest! {
     #[test]
     fn hello_round_trips(hb_ms in 1..=u32::MAX, max_frame in any::<u16>(), name in "\\PC{0,16}".prop_filter("<= 64 bytes", |s| s.len() <= 64)) {
         let h = Hello { hb_ms, max_frame, name };
-        prop_assert_eq!(endpoint::parse_hello(&endpoint::encode_hello(&h)), Some(h));
+        prop_assert_eq!(Hello::parse(&h.to_bytes()), Ok(h));
     }
 
     #[test]
@@ -470,8 +471,8 @@ proptest! {
 
     #[test]
     fn parse_hello_never_panics(data in bytes(100)) {
-        if let Some(h) = endpoint::parse_hello(&data) {
-            prop_assert_eq!(endpoint::encode_hello(&h), data);
+        if let Ok(h) = Hello::parse(&data) {
+            prop_assert_eq!(h.to_bytes(), data);
         }
     }
 }

@@ -43,7 +43,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use softbus::endpoint::parse_hello;
+use softbus::wire::hello::Hello;
 use softbus::wire::frame::{Body, Frame};
 use softbus::wire::msg::{ChannelKind, Message, MsgBody, Qos};
 use softbus::wire::Code;
@@ -809,7 +809,7 @@ fn initiator_handshake(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         return Ok(());
     };
     ctx.keep_keys(&c);
-    match parse_hello(&acc.hello_raw) {
+    match Hello::parse(&acc.hello_raw).ok() {
         Some(h) => note_hello(ctx, &h),
         None => {
             ctx.check(
@@ -1340,7 +1340,7 @@ fn established(
 }
 
 /// HS-13 (a SHOULD) on a HELLO the DUT sent: logged.
-fn note_hello(ctx: &mut Ctx<'_>, h: &softbus::endpoint::Hello) {
+fn note_hello(ctx: &mut Ctx<'_>, h: &Hello) {
     let ok =
         (100..=60_000).contains(&h.hb_ms) && h.max_frame >= 256 && (1..=64).contains(&h.name.len());
     ctx.note(format!(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use softbus::crypto::{self, ct_eq, PairingTranscript, RecordKey, ReplayVerdict, ReplayWindow};
-use softbus::endpoint::{encode_hello, parse_hello, Hello};
+use softbus::wire::hello::Hello;
 use softbus::wire::frame::{Body, Frame, RECORD_OVERHEAD, SPAKE2_MSG_LEN};
 use softbus::wire::msg::{ChannelKind, Message, MsgBody, PermResult, Qos, Scope, DATA_OVERHEAD};
 use softbus::wire::Code;
@@ -367,7 +367,7 @@ impl LowerTester {
         let n = hs.read_message(&noise, &mut payload).map_err(|e| {
             StepError::Unexpected(format!("DUT's HANDSHAKE_2 does not verify: {e}"))
         })?;
-        let hello = parse_hello(&payload[..n]).ok_or_else(|| {
+        let hello = Hello::parse(&payload[..n]).map_err(|_| {
             StepError::Unexpected(format!(
                 "DUT's HELLO is malformed: {}",
                 hex::encode(&payload[..n])
@@ -441,11 +441,12 @@ impl LowerTester {
 
     /// The tester's own HELLO (heartbeat 1000 ms, `max_frame` = the tester's MTU).
     pub fn hello(&self) -> Vec<u8> {
-        encode_hello(&Hello {
+        Hello {
             hb_ms: 1000,
             max_frame: self.mtu.min(u16::MAX as usize) as u16,
             name: "softbus-tester".into(),
-        })
+        }
+        .to_bytes()
     }
 
     /// Answer a handshake the DUT starts (after the control operation `connect`), as Noise
@@ -559,7 +560,7 @@ impl LowerTester {
             StepError::Unexpected(format!("DUT's HANDSHAKE_3 does not verify: {e}"))
         })?;
         out.hello_raw = payload[..n].to_vec();
-        let hello = parse_hello(&payload[..n]).unwrap_or(Hello {
+        let hello = Hello::parse(&payload[..n]).unwrap_or(Hello {
             hb_ms: 0,
             max_frame: 0,
             name: String::new(),

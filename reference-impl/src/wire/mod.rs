@@ -1,5 +1,6 @@
-//! The SoftBus v1 wire codec: outer frames ([`frame`]), the inner messages carried in records
-//! ([`msg`]), the error-code table ([`code`]) and CoAP for discovery ([`coap`]).
+//! The SoftBus v1 wire codec: outer frames ([`frame`]), the HELLO handshake payload ([`hello`]),
+//! the inner messages carried in records ([`msg`]), the error-code table ([`code`]) and CoAP for
+//! discovery ([`coap`]).
 //!
 //! Every type here follows the same shape: a `Repr` enum or struct with `parse`, `emit` and
 //! `buffer_len`. Parsing never panics on any input; it returns [`WireError`] naming what was wrong.
@@ -9,6 +10,7 @@
 pub mod coap;
 pub mod code;
 pub mod frame;
+pub mod hello;
 pub mod msg;
 
 pub use code::Code;
