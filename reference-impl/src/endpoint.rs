@@ -44,8 +44,8 @@ use crate::crypto::{
 use crate::fault::Fault;
 use crate::trust::{PersistedGrant, TrustStore};
 use crate::wire::frame::{Body, Frame, RECORD_OVERHEAD, SPAKE2_MSG_LEN, TAG_LEN};
-use crate::wire::msg::{ChannelKind, Message, MsgBody, PermResult, Qos, Scope, DATA_OVERHEAD};
 use crate::wire::hello::Hello;
+use crate::wire::msg::{ChannelKind, Message, MsgBody, PermResult, Qos, Scope, DATA_OVERHEAD};
 use crate::wire::Code;
 
 /// Where a frame came from or goes to.
@@ -2285,7 +2285,11 @@ impl Endpoint {
                 status,
                 result,
             }),
-            MsgBody::Heartbeat
+            // TIME (spec 17) is wired into the connection after the core redesign.
+            MsgBody::TimeRequest { .. }
+            | MsgBody::TimeResponse { .. }
+            | MsgBody::TimedData { .. }
+            | MsgBody::Heartbeat
             | MsgBody::Close { .. }
             | MsgBody::Ack { .. }
             | MsgBody::Error { .. } => {}

@@ -31,6 +31,7 @@ pub mod discovery;
 pub mod endpoint;
 pub mod fault;
 pub mod link;
+pub mod time;
 pub mod trust;
 pub mod wire;
 

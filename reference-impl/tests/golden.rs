@@ -406,6 +406,32 @@ fn cases() -> Vec<Case> {
             ),
         },
         Case {
+            name: "msg_time_request",
+            spec: "section 17.2, TIME_REQUEST (message type 0x05)",
+            description: "Clock synchronization request 7, sent at 1.5 s in the requester's timebase.",
+            repr: msg(
+                0,
+                MsgBody::TimeRequest {
+                    sync_id: 7,
+                    t1: 1_500_000,
+                },
+            ),
+        },
+        Case {
+            name: "msg_time_response",
+            spec: "section 17.2, TIME_RESPONSE (message type 0x06)",
+            description: "Answer to request 7: received at 9.000100 s and sent at 9.000130 s in the responder's timebase.",
+            repr: msg(
+                0,
+                MsgBody::TimeResponse {
+                    sync_id: 7,
+                    t1: 1_500_000,
+                    t2: 9_000_100,
+                    t3: 9_000_130,
+                },
+            ),
+        },
+        Case {
             name: "msg_session_open",
             spec: "sections 8.1 and 9.2, SESSION_OPEN (message type 0x10)",
             description:
@@ -469,6 +495,22 @@ fn cases() -> Vec<Case> {
                     frag_index: 0,
                     frag_count: 1,
                     payload: b"hello, softbus".to_vec(),
+                },
+            ),
+        },
+        Case {
+            name: "msg_timed_data",
+            spec: "section 17.4, TIMED_DATA (message type 0x15)",
+            description: "A 20 ms audio frame on stream session 3, to be presented at 2.02 s in the sender's timebase (unreliable, so rseq is 0).",
+            repr: msg(
+                0,
+                MsgBody::TimedData {
+                    session_id: 3,
+                    msg_id: 101,
+                    frag_index: 0,
+                    frag_count: 1,
+                    pts_us: 2_020_000,
+                    payload: b"pcm".to_vec(),
                 },
             ),
         },
@@ -733,11 +775,14 @@ fn msg_type_entry(body: &MsgBody) -> (&'static str, u8) {
         MsgBody::Close { .. } => ("CLOSE", 0x02),
         MsgBody::Ack { .. } => ("ACK", 0x03),
         MsgBody::Error { .. } => ("ERROR", 0x04),
+        MsgBody::TimeRequest { .. } => ("TIME_REQUEST", 0x05),
+        MsgBody::TimeResponse { .. } => ("TIME_RESPONSE", 0x06),
         MsgBody::SessionOpen { .. } => ("SESSION_OPEN", 0x10),
         MsgBody::SessionAccept { .. } => ("SESSION_ACCEPT", 0x11),
         MsgBody::SessionReject { .. } => ("SESSION_REJECT", 0x12),
         MsgBody::SessionClose { .. } => ("SESSION_CLOSE", 0x13),
         MsgBody::Data { .. } => ("DATA", 0x14),
+        MsgBody::TimedData { .. } => ("TIMED_DATA", 0x15),
         MsgBody::CapQuery { .. } => ("CAP_QUERY", 0x20),
         MsgBody::CapList { .. } => ("CAP_LIST", 0x21),
         MsgBody::PermRequest { .. } => ("PERM_REQUEST", 0x30),
@@ -810,6 +855,36 @@ fn message_layout(l: &mut Layout, m: &Message) {
             l.u16("frag_index", *frag_index);
             l.u16("frag_count", *frag_count);
             l.payload("payload", payload);
+        }
+        MsgBody::TimedData {
+            session_id,
+            msg_id,
+            frag_index,
+            frag_count,
+            pts_us,
+            payload,
+        } => {
+            l.u32("session_id", *session_id);
+            l.u32("msg_id", *msg_id);
+            l.u16("frag_index", *frag_index);
+            l.u16("frag_count", *frag_count);
+            l.u64("pts_us", *pts_us);
+            l.payload("payload", payload);
+        }
+        MsgBody::TimeRequest { sync_id, t1 } => {
+            l.u32("sync_id", *sync_id);
+            l.u64("t1", *t1);
+        }
+        MsgBody::TimeResponse {
+            sync_id,
+            t1,
+            t2,
+            t3,
+        } => {
+            l.u32("sync_id", *sync_id);
+            l.u64("t1", *t1);
+            l.u64("t2", *t2);
+            l.u64("t3", *t3);
         }
         MsgBody::CapQuery { req_id } => l.u32("req_id", *req_id),
         MsgBody::CapList { req_id, cbor } => {
@@ -1111,7 +1186,7 @@ fn every_frame_and_message_type_has_a_golden_case() {
          add them to cases() in reference-impl/tests/golden.rs, then run `cargo xtask fixtures --accept`"
     );
     assert_eq!(frames.len(), 9, "the spec's nine frame types");
-    assert_eq!(msgs.len(), 16, "the spec's sixteen message types");
+    assert_eq!(msgs.len(), 19, "the spec's nineteen message types");
     let layers: BTreeSet<&str> = cases.iter().map(|c| c.repr.layer()).collect();
     assert_eq!(layers, BTreeSet::from(["cbor", "coap", "frame", "message"]));
     let names: BTreeSet<&str> = cases.iter().map(|c| c.name).collect();

@@ -43,8 +43,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use softbus::wire::hello::Hello;
 use softbus::wire::frame::{Body, Frame};
+use softbus::wire::hello::Hello;
 use softbus::wire::msg::{ChannelKind, Message, MsgBody, Qos};
 use softbus::wire::Code;
 

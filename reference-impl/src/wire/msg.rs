@@ -28,6 +28,10 @@ pub enum MsgType {
     Ack = 0x03,
     /// Error report for an unexpected message.
     Error = 0x04,
+    /// Clock synchronization request (spec 17.2).
+    TimeRequest = 0x05,
+    /// Clock synchronization response (spec 17.2).
+    TimeResponse = 0x06,
     /// Open a session.
     SessionOpen = 0x10,
     /// Accept a session.
@@ -38,6 +42,8 @@ pub enum MsgType {
     SessionClose = 0x13,
     /// Session payload fragment.
     Data = 0x14,
+    /// Stream fragment with a presentation time (spec 17.4).
+    TimedData = 0x15,
     /// Ask for capabilities.
     CapQuery = 0x20,
     /// Capability list (CBOR).
@@ -62,11 +68,14 @@ impl MsgType {
             0x02 => MsgType::Close,
             0x03 => MsgType::Ack,
             0x04 => MsgType::Error,
+            0x05 => MsgType::TimeRequest,
+            0x06 => MsgType::TimeResponse,
             0x10 => MsgType::SessionOpen,
             0x11 => MsgType::SessionAccept,
             0x12 => MsgType::SessionReject,
             0x13 => MsgType::SessionClose,
             0x14 => MsgType::Data,
+            0x15 => MsgType::TimedData,
             0x20 => MsgType::CapQuery,
             0x21 => MsgType::CapList,
             0x30 => MsgType::PermRequest,
@@ -82,7 +91,14 @@ impl MsgType {
     pub fn always_reliable(self) -> bool {
         !matches!(
             self,
-            MsgType::Heartbeat | MsgType::Close | MsgType::Ack | MsgType::Error | MsgType::Data
+            MsgType::Heartbeat
+                | MsgType::Close
+                | MsgType::Ack
+                | MsgType::Error
+                | MsgType::TimeRequest
+                | MsgType::TimeResponse
+                | MsgType::Data
+                | MsgType::TimedData
         )
     }
 }
@@ -229,6 +245,18 @@ pub enum MsgBody {
         code: Code,
         offending: u8,
     },
+    /// `t1`: the requester's send time, µs in its own timebase.
+    TimeRequest {
+        sync_id: u32,
+        t1: u64,
+    },
+    /// `t1` echoed; `t2`/`t3`: the responder's receive and send times, µs in its timebase.
+    TimeResponse {
+        sync_id: u32,
+        t1: u64,
+        t2: u64,
+        t3: u64,
+    },
     SessionOpen {
         session_id: u32,
         kind: ChannelKind,
@@ -252,6 +280,15 @@ pub enum MsgBody {
         msg_id: u32,
         frag_index: u16,
         frag_count: u16,
+        payload: Vec<u8>,
+    },
+    /// A stream DATA fragment with `pts_us`, the presentation time in the sender's timebase.
+    TimedData {
+        session_id: u32,
+        msg_id: u32,
+        frag_index: u16,
+        frag_count: u16,
+        pts_us: u64,
         payload: Vec<u8>,
     },
     CapQuery {
@@ -297,11 +334,14 @@ impl MsgBody {
             MsgBody::Close { .. } => MsgType::Close,
             MsgBody::Ack { .. } => MsgType::Ack,
             MsgBody::Error { .. } => MsgType::Error,
+            MsgBody::TimeRequest { .. } => MsgType::TimeRequest,
+            MsgBody::TimeResponse { .. } => MsgType::TimeResponse,
             MsgBody::SessionOpen { .. } => MsgType::SessionOpen,
             MsgBody::SessionAccept { .. } => MsgType::SessionAccept,
             MsgBody::SessionReject { .. } => MsgType::SessionReject,
             MsgBody::SessionClose { .. } => MsgType::SessionClose,
             MsgBody::Data { .. } => MsgType::Data,
+            MsgBody::TimedData { .. } => MsgType::TimedData,
             MsgBody::CapQuery { .. } => MsgType::CapQuery,
             MsgBody::CapList { .. } => MsgType::CapList,
             MsgBody::PermRequest { .. } => MsgType::PermRequest,
@@ -356,6 +396,16 @@ impl Message {
                 code: Code::from_u16(r.u16("code")?),
                 offending: r.u8("offending")?,
             },
+            MsgType::TimeRequest => MsgBody::TimeRequest {
+                sync_id: r.u32("sync_id")?,
+                t1: r.u64("t1")?,
+            },
+            MsgType::TimeResponse => MsgBody::TimeResponse {
+                sync_id: r.u32("sync_id")?,
+                t1: r.u64("t1")?,
+                t2: r.u64("t2")?,
+                t3: r.u64("t3")?,
+            },
             MsgType::SessionOpen => MsgBody::SessionOpen {
                 session_id: r.u32("session_id")?,
                 kind: ChannelKind::from_u8(r.u8("kind")?).ok_or(WireError::InvalidField {
@@ -396,6 +446,27 @@ impl Message {
                     msg_id,
                     frag_index,
                     frag_count,
+                    payload: r.rest().to_vec(),
+                }
+            }
+            MsgType::TimedData => {
+                let session_id = r.u32("session_id")?;
+                let msg_id = r.u32("msg_id")?;
+                let frag_index = r.u16("frag_index")?;
+                let frag_count = r.u16("frag_count")?;
+                let pts_us = r.u64("pts_us")?;
+                if frag_count == 0 || frag_index >= frag_count {
+                    return Err(WireError::InvalidField {
+                        field: "frag_index",
+                        problem: "not below frag_count",
+                    });
+                }
+                MsgBody::TimedData {
+                    session_id,
+                    msg_id,
+                    frag_index,
+                    frag_count,
+                    pts_us,
                     payload: r.rest().to_vec(),
                 }
             }
@@ -495,6 +566,11 @@ impl Message {
                 frag_index,
                 frag_count,
                 ..
+            }
+            | MsgBody::TimedData {
+                frag_index,
+                frag_count,
+                ..
             } if frag_index >= frag_count => Err(WireError::InvalidField {
                 field: "frag_index",
                 problem: "not below frag_count",
@@ -511,10 +587,13 @@ impl Message {
                 MsgBody::Close { reason, .. } => 3 + reason.len(),
                 MsgBody::Ack { .. } => 4,
                 MsgBody::Error { .. } => 3,
+                MsgBody::TimeRequest { .. } => 12,
+                MsgBody::TimeResponse { .. } => 28,
                 MsgBody::SessionOpen { service, .. } => 4 + 1 + 1 + 1 + service.len(),
                 MsgBody::SessionAccept { .. } => 8,
                 MsgBody::SessionReject { .. } | MsgBody::SessionClose { .. } => 6,
                 MsgBody::Data { payload, .. } => 12 + payload.len(),
+                MsgBody::TimedData { payload, .. } => 20 + payload.len(),
                 MsgBody::CapQuery { .. } => 4,
                 MsgBody::CapList { cbor, .. } => 4 + cbor.len(),
                 MsgBody::PermRequest { capability, .. } => 4 + 1 + 4 + 1 + capability.len(),
@@ -589,6 +668,36 @@ impl Message {
                 out.extend_from_slice(&frag_index.to_be_bytes());
                 out.extend_from_slice(&frag_count.to_be_bytes());
                 out.extend_from_slice(payload);
+            }
+            MsgBody::TimedData {
+                session_id,
+                msg_id,
+                frag_index,
+                frag_count,
+                pts_us,
+                payload,
+            } => {
+                out.extend_from_slice(&session_id.to_be_bytes());
+                out.extend_from_slice(&msg_id.to_be_bytes());
+                out.extend_from_slice(&frag_index.to_be_bytes());
+                out.extend_from_slice(&frag_count.to_be_bytes());
+                out.extend_from_slice(&pts_us.to_be_bytes());
+                out.extend_from_slice(payload);
+            }
+            MsgBody::TimeRequest { sync_id, t1 } => {
+                out.extend_from_slice(&sync_id.to_be_bytes());
+                out.extend_from_slice(&t1.to_be_bytes());
+            }
+            MsgBody::TimeResponse {
+                sync_id,
+                t1,
+                t2,
+                t3,
+            } => {
+                out.extend_from_slice(&sync_id.to_be_bytes());
+                for t in [t1, t2, t3] {
+                    out.extend_from_slice(&t.to_be_bytes());
+                }
             }
             MsgBody::CapQuery { req_id } => out.extend_from_slice(&req_id.to_be_bytes()),
             MsgBody::CapList { req_id, cbor } => {

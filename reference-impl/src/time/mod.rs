@@ -1,0 +1,20 @@
+//! TIME: clock synchronization between connected devices and synchronized playout of stream
+//! messages (spec section 17), sans-IO.
+//!
+//! * [`filter`]: NTP's four-timestamp calculation and a minimum-delay clock filter per peer,
+//!   giving an offset estimate and an error bound;
+//! * [`sync`]: the requester's schedule (accuracy and period levels as OpenHarmony's
+//!   `StartTimeSync` names them), request/response matching;
+//! * [`present`]: the queue of stream messages waiting for their presentation instant.
+//!
+//! Every device keeps its own monotonic timebase in microseconds from an epoch it picks (the
+//! reference: the instant the endpoint was created); timestamps on the wire are in the sender's
+//! timebase, and only offsets cross between timebases.
+
+pub mod filter;
+pub mod present;
+pub mod sync;
+
+pub use filter::{ClockFilter, Estimate, Exchange, Sample, SampleError};
+pub use present::{Dropped, Presenter};
+pub use sync::{Accuracy, Period, Requester, ResponseError};
