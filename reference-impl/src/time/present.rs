@@ -118,6 +118,11 @@ impl<T> Presenter<T> {
     pub fn clear(&mut self) {
         self.queue.clear();
     }
+
+    /// Keep only the messages for which `keep` holds.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.queue.retain(|d| keep(&d.item));
+    }
 }
 
 #[cfg(test)]

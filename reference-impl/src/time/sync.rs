@@ -154,6 +154,17 @@ impl Requester {
         (self.accuracy, self.period)
     }
 
+    /// Change the level, keeping the samples; a new round starts at once.
+    pub fn set_level(&mut self, now: Instant, accuracy: Accuracy, period: Period) {
+        self.accuracy = accuracy;
+        self.period = period;
+        self.left_in_round = accuracy.exchanges();
+        self.round_start = now;
+        if self.outstanding.is_none() {
+            self.next_send = now;
+        }
+    }
+
     /// The next instant [`Requester::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Instant {
         match self.outstanding {
