@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 use crate::crypto::DeviceId;
 use crate::daemon::Bound;
 use crate::endpoint::{ApiError, Endpoint, LinkAddr, PromptPolicy};
+use crate::time::{Accuracy, Period};
 use crate::wire::msg::{ChannelKind, Qos, Scope};
 use crate::wire::Code;
 
@@ -43,6 +44,8 @@ pub const OPS: &[&str] = &[
     "state",
     "events",
     "discover",
+    "time_sync",
+    "time_sync_stop",
 ];
 
 /// A parsed request.
@@ -349,12 +352,26 @@ pub fn execute(
             Ok(json!({ "session_id": id }))
         }
         "send" => {
-            ep.send(
-                now,
+            let (peer, session_id, data) = (
                 arg_peer(req)?,
                 arg_u32(req, "session_id")?,
-                &arg_hex(req, "data_hex")?,
-            )?;
+                arg_hex(req, "data_hex")?,
+            );
+            match opt_u64(req, "pts_us")? {
+                Some(pts) => ep.send_timed(now, peer, session_id, &data, pts)?,
+                None => ep.send(now, peer, session_id, &data)?,
+            }
+            Ok(json!({}))
+        }
+        "time_sync" => {
+            let peer = arg_peer(req)?;
+            let accuracy = arg_enum(req, "accuracy", Some(Accuracy::Normal))?;
+            let period = arg_enum(req, "period", Some(Period::Normal))?;
+            ep.start_time_sync(now, peer, accuracy, period)?;
+            Ok(json!({}))
+        }
+        "time_sync_stop" => {
+            ep.stop_time_sync(arg_peer(req)?)?;
             Ok(json!({}))
         }
         "close_session" => {

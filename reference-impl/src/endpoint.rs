@@ -42,6 +42,7 @@ use crate::crypto::{
     self, ct_eq, DeviceId, Identity, PairingTranscript, RecordKey, ReplayVerdict, ReplayWindow,
 };
 use crate::fault::Fault;
+use crate::time::{Accuracy, ConnTime, Period, TimeSnapshot};
 use crate::trust::{PersistedGrant, TrustStore};
 use crate::wire::frame::{Body, Frame, RECORD_OVERHEAD, SPAKE2_MSG_LEN, TAG_LEN};
 use crate::wire::hello::Hello;
@@ -195,6 +196,16 @@ pub enum Event {
         #[serde(serialize_with = "ser_hex")]
         data: Vec<u8>,
     },
+    /// A timed stream message was presented at its presentation instant (spec 17.4).
+    Presented {
+        peer: DeviceId,
+        session_id: u32,
+        msg_id: u32,
+        pts_us: u64,
+        at_us: u64,
+        #[serde(serialize_with = "ser_hex")]
+        data: Vec<u8>,
+    },
     /// The user must answer a permission prompt ([`PromptPolicy::Ask`]).
     PermissionPrompt {
         prompt_id: u64,
@@ -294,6 +305,14 @@ pub struct Counters {
     pub records_sent: u64,
     /// Records received and authenticated.
     pub records_received: u64,
+    /// TIME_RESPONSEs that matched no outstanding request ([TIME-5]).
+    pub time_unmatched: u64,
+    /// TIME samples refused for inconsistent timestamps ([TIME-6]).
+    pub time_inconsistent: u64,
+    /// Timed messages dropped for arriving late ([TIME-11]).
+    pub presentation_late: u64,
+    /// Timed messages dropped: too far ahead, no estimate, queue full ([TIME-12]).
+    pub presentation_dropped: u64,
 }
 
 /// The application called a command wrongly (the peer is not at fault).
@@ -330,6 +349,14 @@ pub enum ApiError {
     /// No such grant or prompt.
     #[error("no such {0}")]
     NotFound(&'static str),
+    /// A presentation time was given for a session that is not a stream session.
+    #[error("session {session_id} with {peer} is not a stream session")]
+    NotStream {
+        /// The peer.
+        peer: DeviceId,
+        /// The session.
+        session_id: u32,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,6 +433,8 @@ struct Secure {
     rx_buf: BTreeMap<u32, MsgBody>,
     sessions: BTreeMap<u32, Session>,
     next_session: u32,
+    /// Clock synchronization with the peer and timed messages waiting (spec 17).
+    time: ConnTime,
 }
 
 struct Pending {
@@ -498,6 +527,8 @@ pub struct StateSnapshot {
     pub pairing_locked: bool,
     /// Counters.
     pub counters: Counters,
+    /// Our timebase (spec 17.1) when the snapshot was taken, µs.
+    pub clock_us: u64,
 }
 
 /// One connection in a [`StateSnapshot`].
@@ -513,6 +544,8 @@ pub struct PeerSnapshot {
     pub sessions: Vec<u32>,
     /// Records sent on this connection.
     pub tx_seq: u64,
+    /// The clock synchronization with the peer, if one runs (spec 17.5).
+    pub time: Option<TimeSnapshot>,
 }
 
 /// One grant in a [`StateSnapshot`].
@@ -686,6 +719,12 @@ impl Endpoint {
                         .map(|(id, _)| *id)
                         .collect(),
                     tx_seq: s.tx_seq,
+                    time: s.time.snapshot(now).map(|mut t| {
+                        if self.has(Fault::TimeOffsetSign) {
+                            t.offset_us = t.offset_us.map(|o| -o);
+                        }
+                        t
+                    }),
                 },
                 _ => PeerSnapshot {
                     peer: None,
@@ -693,6 +732,7 @@ impl Endpoint {
                     state: "handshaking",
                     sessions: vec![],
                     tx_seq: 0,
+                    time: None,
                 },
             })
             .collect();
@@ -716,7 +756,13 @@ impl Endpoint {
             prompts: self.prompts.keys().copied().collect(),
             pairing_locked: self.lockout_until.is_some_and(|t| now < t),
             counters: self.counters.clone(),
+            clock_us: self.clock_us(now),
         }
+    }
+
+    /// Our timebase at `now`, µs (spec 17.1): microseconds since the endpoint was created.
+    pub fn clock_us(&self, now: Instant) -> u64 {
+        crate::time::filter::micros_since(self.epoch_instant, now)
     }
 
     // ------------------------------------------------------------------ outputs
@@ -763,6 +809,9 @@ impl Endpoint {
                     }
                     if let Some((_, exp)) = &s.rx_prev {
                         at(*exp);
+                    }
+                    if let Some(t) = s.time.poll_timeout() {
+                        at(t);
                     }
                 }
             }
@@ -944,6 +993,34 @@ impl Endpoint {
         Ok(id)
     }
 
+    /// Start (or re-level) clock synchronization with `peer` (spec 17.3, control op `time_sync`).
+    pub fn start_time_sync(
+        &mut self,
+        now: Instant,
+        peer: DeviceId,
+        accuracy: Accuracy,
+        period: Period,
+    ) -> Result<(), ApiError> {
+        let s = self.secure_mut(peer)?;
+        s.time.start(now, accuracy, period);
+        Ok(())
+    }
+
+    /// Stop clock synchronization with `peer` and forget its samples.
+    pub fn stop_time_sync(&mut self, peer: DeviceId) -> Result<(), ApiError> {
+        self.secure_mut(peer)?.time.stop();
+        Ok(())
+    }
+
+    /// The established connection to `peer`.
+    fn secure_mut(&mut self, peer: DeviceId) -> Result<&mut Secure, ApiError> {
+        let local_id = self.conn_of(peer).ok_or(ApiError::NotConnected(peer))?;
+        match self.conns.get_mut(&local_id).map(|c| &mut c.state) {
+            Some(ConnState::Established(s)) => Ok(s),
+            _ => Err(ApiError::NotConnected(peer)),
+        }
+    }
+
     /// Send one message on an open session, fragmented to the link MTU.
     pub fn send(
         &mut self,
@@ -951,6 +1028,30 @@ impl Endpoint {
         peer: DeviceId,
         session_id: u32,
         data: &[u8],
+    ) -> Result<(), ApiError> {
+        self.send_message(now, peer, session_id, data, None)
+    }
+
+    /// Send one message on an open stream session as TIMED_DATA, to be presented at `pts_us` of
+    /// our timebase ([`Endpoint::clock_us`]; spec 17.4).
+    pub fn send_timed(
+        &mut self,
+        now: Instant,
+        peer: DeviceId,
+        session_id: u32,
+        data: &[u8],
+        pts_us: u64,
+    ) -> Result<(), ApiError> {
+        self.send_message(now, peer, session_id, data, Some(pts_us))
+    }
+
+    fn send_message(
+        &mut self,
+        now: Instant,
+        peer: DeviceId,
+        session_id: u32,
+        data: &[u8],
+        pts_us: Option<u64>,
     ) -> Result<(), ApiError> {
         let local_id = self.conn_of(peer).ok_or(ApiError::NotConnected(peer))?;
         let (kind, qos, msg_id, peer_max_frame) = {
@@ -975,11 +1076,15 @@ impl Endpoint {
                     limit,
                 });
             }
+            if pts_us.is_some() && sess.kind != ChannelKind::Stream {
+                return Err(ApiError::NotStream { peer, session_id });
+            }
             let msg_id = sess.next_msg_id;
             sess.next_msg_id = sess.next_msg_id.wrapping_add(1);
             (sess.kind, sess.qos, msg_id, s.peer_max_frame)
         };
-        let max_frag = self.max_fragment(peer_max_frame);
+        // TIMED_DATA carries 8 bytes more header than DATA.
+        let max_frag = self.max_fragment(peer_max_frame) - if pts_us.is_some() { 8 } else { 0 };
         let frag_count = data.len().div_ceil(max_frag).max(1);
         let Ok(frag_count) = u16::try_from(frag_count) else {
             return Err(ApiError::TooLarge {
@@ -991,12 +1096,23 @@ impl Endpoint {
         for i in 0..frag_count {
             let start = i as usize * max_frag;
             let end = (start + max_frag).min(data.len());
-            let body = MsgBody::Data {
-                session_id,
-                msg_id,
-                frag_index: i,
-                frag_count,
-                payload: data[start..end].to_vec(),
+            let payload = data[start..end].to_vec();
+            let body = match pts_us {
+                Some(pts_us) => MsgBody::TimedData {
+                    session_id,
+                    msg_id,
+                    frag_index: i,
+                    frag_count,
+                    pts_us,
+                    payload,
+                },
+                None => MsgBody::Data {
+                    session_id,
+                    msg_id,
+                    frag_index: i,
+                    frag_count,
+                    payload,
+                },
             };
             if kind.is_reliable() {
                 self.send_reliable(now, local_id, qos, body);
@@ -1413,6 +1529,12 @@ impl Endpoint {
                     self.events.push_back(Event::PeerLost { peer });
                     return;
                 }
+                // TIME (spec 17): a request due, messages due for presentation.
+                let epoch = self.epoch_instant;
+                let peer = s.peer;
+                let request = s.time.poll_request(now, epoch);
+                let presented: Vec<_> =
+                    std::iter::from_fn(|| s.time.poll_presented(now, epoch)).collect();
                 if !resend.is_empty() {
                     if let Some(hs3) = s.hs3.clone() {
                         self.transmits.push_back(Transmit {
@@ -1423,6 +1545,19 @@ impl Endpoint {
                 }
                 for pt in resend {
                     self.seal_and_send(now, local_id, &pt);
+                }
+                for p in presented {
+                    self.events.push_back(Event::Presented {
+                        peer,
+                        session_id: p.session_id,
+                        msg_id: p.msg_id,
+                        pts_us: p.pts_us,
+                        at_us: p.at_us,
+                        data: p.data,
+                    });
+                }
+                if let Some(req) = request {
+                    self.send_unreliable(now, local_id, req);
                 }
                 if !skip_hb {
                     if let Some(conn) = self.conns.get(&local_id) {
@@ -1923,6 +2058,7 @@ impl Endpoint {
             rx_buf: BTreeMap::new(),
             sessions: BTreeMap::new(),
             next_session: if initiator { 2 } else { 1 },
+            time: ConnTime::new(),
         }));
         self.events.push_back(Event::Connected {
             peer,
@@ -2210,7 +2346,7 @@ impl Endpoint {
                 frag_count,
                 payload,
             } => self.on_data(
-                now, local_id, peer, session_id, msg_id, frag_index, frag_count, payload,
+                now, local_id, peer, session_id, msg_id, frag_index, frag_count, None, payload,
             ),
             MsgBody::CapQuery { req_id } => {
                 let cbor = capability::encode_list(&self.cfg.capabilities);
@@ -2285,11 +2421,58 @@ impl Endpoint {
                 status,
                 result,
             }),
-            // TIME (spec 17) is wired into the connection after the core redesign.
-            MsgBody::TimeRequest { .. }
-            | MsgBody::TimeResponse { .. }
-            | MsgBody::TimedData { .. }
-            | MsgBody::Heartbeat
+            MsgBody::TimeRequest { sync_id, t1 } => {
+                let t2 = self.clock_us(now);
+                // The response leaves with this `now`: the driver stamps `now` on receipt.
+                let t3 = if self.has(Fault::TimeHoldStamp) {
+                    t2 + 5_000
+                } else {
+                    t2
+                };
+                self.send_unreliable(now, local_id, ConnTime::respond(sync_id, t1, t2, t3));
+            }
+            MsgBody::TimeResponse {
+                sync_id,
+                t1,
+                t2,
+                t3,
+            } => {
+                let t4 = self.clock_us(now);
+                if let Some(Conn {
+                    state: ConnState::Established(s),
+                    ..
+                }) = self.conns.get_mut(&local_id)
+                {
+                    match s.time.handle_response(now, t4, sync_id, t1, t2, t3) {
+                        Ok(()) => {}
+                        Err(crate::time::ResponseError::Unmatched { .. }) => {
+                            self.counters.time_unmatched += 1
+                        }
+                        Err(crate::time::ResponseError::Inconsistent(_)) => {
+                            self.counters.time_inconsistent += 1
+                        }
+                    }
+                }
+            }
+            MsgBody::TimedData {
+                session_id,
+                msg_id,
+                frag_index,
+                frag_count,
+                pts_us,
+                payload,
+            } => self.on_data(
+                now,
+                local_id,
+                peer,
+                session_id,
+                msg_id,
+                frag_index,
+                frag_count,
+                Some(pts_us),
+                payload,
+            ),
+            MsgBody::Heartbeat
             | MsgBody::Close { .. }
             | MsgBody::Ack { .. }
             | MsgBody::Error { .. } => {}
@@ -2375,9 +2558,11 @@ impl Endpoint {
         msg_id: u32,
         frag_index: u16,
         frag_count: u16,
+        pts_us: Option<u64>,
         payload: Vec<u8>,
     ) {
         let accept_oversized = self.has(Fault::AcceptOversizedMessage);
+        let offending = if pts_us.is_some() { 0x15 } else { 0x14 };
         let Some(Conn {
             state: ConnState::Established(s),
             ..
@@ -2395,11 +2580,32 @@ impl Endpoint {
                 local_id,
                 MsgBody::Error {
                     code: Code::UnknownSession,
-                    offending: 0x14,
+                    offending,
                 },
             );
             return;
         };
+        if pts_us.is_some() && sess.kind != ChannelKind::Stream {
+            // [TIME-14]: a presentation time has no meaning on a reliable session.
+            s.sessions.remove(&session_id);
+            s.time.session_closed(session_id);
+            self.send_reliable(
+                now,
+                local_id,
+                Qos::Realtime,
+                MsgBody::SessionClose {
+                    session_id,
+                    code: Code::ProtocolViolation,
+                },
+            );
+            self.events.push_back(Event::SessionClosed {
+                peer,
+                session_id,
+                code: Code::ProtocolViolation,
+                by_peer: false,
+            });
+            return;
+        }
         if sess.kind == ChannelKind::Stream {
             if sess
                 .last_stream_delivered
@@ -2463,6 +2669,10 @@ impl Endpoint {
             sess.last_stream_delivered = Some(msg_id);
         }
         let data: Vec<u8> = done.parts.into_values().flatten().collect();
+        if let Some(pts) = pts_us {
+            self.present_later(now, local_id, session_id, msg_id, pts, data);
+            return;
+        }
         let echo = sess.inbound && sess.service == "echo";
         if echo {
             let _ = self.send(now, peer, session_id, &data);
@@ -2472,6 +2682,55 @@ impl Endpoint {
             session_id,
             data,
         });
+    }
+
+    /// Queue a complete timed message for its presentation instant (spec 17.4).
+    fn present_later(
+        &mut self,
+        now: Instant,
+        local_id: u32,
+        session_id: u32,
+        msg_id: u32,
+        pts: u64,
+        data: Vec<u8>,
+    ) {
+        let epoch = self.epoch_instant;
+        let negate = self.has(Fault::TimeOffsetSign);
+        let present_late = self.has(Fault::PresentLate);
+        let Some(Conn {
+            state: ConnState::Established(s),
+            ..
+        }) = self.conns.get_mut(&local_id)
+        else {
+            return;
+        };
+        // The faulty offset sign: translate with −θ instead of θ, i.e. pts + 2θ with θ.
+        let pts_used = match (negate, s.time.estimate(now)) {
+            (true, Some(e)) => (i128::from(pts) + 2 * i128::from(e.offset_us)).max(0) as u64,
+            _ => pts,
+        };
+        match s.time.timed_message(now, epoch, session_id, msg_id, pts_used, data) {
+            Ok(()) => {}
+            Err(crate::time::Dropped::Late { .. }) if present_late => {
+                let peer = s.peer;
+                let data = Vec::new();
+                self.events.push_back(Event::Presented {
+                    peer,
+                    session_id,
+                    msg_id,
+                    pts_us: pts,
+                    at_us: self.clock_us(now),
+                    data,
+                });
+            }
+            Err(crate::time::Dropped::Late { .. }) => self.counters.presentation_late += 1,
+            Err(crate::time::Dropped::Unsynchronized) => {
+                self.counters.presentation_dropped += 1;
+                // [TIME-13]: learn the sender's clock so its next messages can be presented.
+                s.time.start(now, Accuracy::Normal, Period::Normal);
+            }
+            Err(_) => self.counters.presentation_dropped += 1,
+        }
     }
 
     // ------------------------------------------------------------------ permissions

@@ -72,6 +72,12 @@ faults! {
     UnorderedDelivery = "unordered-delivery", "REL-2", "delivers reliable messages in arrival order instead of rseq order";
     /// The advert's device ID does not match its key.
     AdvertMismatch = "advert-mismatch", "ID-2", "advertises a device ID that does not derive from its public key";
+    /// TIME_RESPONSE claims the request was held 5 ms longer than it was.
+    TimeHoldStamp = "time-hold-stamp", "TIME-4", "stamps its TIME_RESPONSE send time 5 ms after the real one";
+    /// The offset estimate has the wrong sign.
+    TimeOffsetSign = "time-offset-sign", "TIME-7,TIME-10", "reports and uses the negated offset of each peer's clock";
+    /// Timed stream messages are presented however late they arrive.
+    PresentLate = "present-late", "TIME-11", "presents timed stream messages that arrive after their presentation time";
 }
 
 impl fmt::Display for Fault {
