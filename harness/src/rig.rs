@@ -674,6 +674,12 @@ pub struct Pixit {
     /// BLE latency cases report it as the physical floor (a central cannot read it from
     /// BlueZ). None: not stated.
     pub ble_connection_interval_us: Option<u64>,
+    /// The largest error bound of a clock offset estimate the DUT may report (spec 17.3), µs
+    /// (default 2000).
+    pub time_error_bound_us: u64,
+    /// Error bounds that replace `time_error_bound_us` on one transport, µs, by transport name:
+    /// a slow link's round trip bounds how well a clock can be learnt over it.
+    pub transport_time_error_bound_us: BTreeMap<String, u64>,
 }
 
 impl Default for Pixit {
@@ -693,6 +699,8 @@ impl Default for Pixit {
             serial_baud: None,
             transport_latency_bound_ms: BTreeMap::new(),
             ble_connection_interval_us: None,
+            time_error_bound_us: 2000,
+            transport_time_error_bound_us: BTreeMap::new(),
         }
     }
 }
@@ -708,6 +716,14 @@ impl Pixit {
         self.transport_latency_bound_ms
             .get(transport)
             .map_or(self.latency_bound(), |ms| Duration::from_millis(*ms))
+    }
+    /// The time error bound on `transport`, µs: its own if the PIXIT gives one, else
+    /// [`Pixit::time_error_bound_us`].
+    pub fn time_error_bound_us_on(&self, transport: &str) -> u64 {
+        self.transport_time_error_bound_us
+            .get(transport)
+            .copied()
+            .unwrap_or(self.time_error_bound_us)
     }
     /// [`Pixit::step_timeout_ms`] as a duration.
     pub fn step_timeout(&self) -> Duration {
@@ -2010,6 +2026,26 @@ impl Pixit {
                 &at(&["pixit", "latency_samples"]),
                 "latency_samples is over 1000000; a few hundred give stable percentiles",
             ));
+        }
+        if self.time_error_bound_us == 0 {
+            return Err(src.invalid(
+                &at(&["pixit", "time_error_bound_us"]),
+                "a time error bound of 0 µs cannot be met; give microseconds (default 2000)",
+            ));
+        }
+        for (t, us) in &self.transport_time_error_bound_us {
+            if !["udp", "tcp", "zigbee", "ble"].contains(&t.as_str()) {
+                return Err(src.invalid(
+                    &at(&["pixit", "transport_time_error_bound_us", t]),
+                    format!("unknown transport {t:?}; one of udp, tcp, zigbee, ble"),
+                ));
+            }
+            if *us == 0 {
+                return Err(src.invalid(
+                    &at(&["pixit", "transport_time_error_bound_us", t]),
+                    "a time error bound of 0 µs cannot be met; give microseconds",
+                ));
+            }
         }
         for (t, ms) in &self.transport_latency_bound_ms {
             if !["udp", "tcp", "zigbee", "ble"].contains(&t.as_str()) {

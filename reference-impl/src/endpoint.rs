@@ -2709,7 +2709,10 @@ impl Endpoint {
             (true, Some(e)) => (i128::from(pts) + 2 * i128::from(e.offset_us)).max(0) as u64,
             _ => pts,
         };
-        match s.time.timed_message(now, epoch, session_id, msg_id, pts_used, data) {
+        match s
+            .time
+            .timed_message(now, epoch, session_id, msg_id, pts_used, data)
+        {
             Ok(()) => {}
             Err(crate::time::Dropped::Late { .. }) if present_late => {
                 let peer = s.peer;

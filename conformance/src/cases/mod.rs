@@ -19,6 +19,7 @@ pub mod perm;
 pub mod rec;
 pub mod rel;
 pub mod sess;
+pub mod time;
 
 /// Cases that judge only what crosses a datagram link with one tester identity, so they run
 /// again on every other link the DUT claims (spec 16: the layers above a link are the same on
@@ -64,6 +65,9 @@ pub const LINK_GENERIC: &[&str] = &[
     "SB-LAT-001",
     "SB-LAT-002",
     "SB-LAT-003",
+    "SB-TIME-001",
+    "SB-TIME-002",
+    "SB-TIME-005",
 ];
 
 /// The non-IP links link-generic cases run again on, in report order.
@@ -101,5 +105,6 @@ pub fn on_own_transport() -> Vec<Case> {
     v.extend(ctrl::cases());
     v.extend(lat::cases());
     v.extend(link::cases());
+    v.extend(time::cases());
     v
 }

@@ -599,6 +599,8 @@ impl LowerTester {
     ) -> Result<SecureConn, StepError> {
         Ok(SecureConn {
             preload: VecDeque::new(),
+            clock: None,
+            time_log: Vec::new(),
             link: self.link.clone(),
             local_id,
             remote_id,
@@ -755,6 +757,12 @@ pub struct SecureConn {
     hs3: Option<Vec<u8>>,
     /// Frames received before the connection object existed.
     preload: VecDeque<Vec<u8>>,
+    /// The tester's timebase (spec 17): while set, every TIME_REQUEST from the DUT is answered
+    /// at once, stamped in it.
+    pub clock: Option<super::clock::TesterClock>,
+    /// Every TIME_REQUEST and TIME_RESPONSE the DUT sent, with the instant it arrived; TIME
+    /// messages do not go to the inbox.
+    pub time_log: Vec<(Instant, MsgBody)>,
 }
 
 impl SecureConn {
@@ -868,6 +876,7 @@ impl SecureConn {
         let Some(raw) = self.recv_raw(timeout.min(Duration::from_millis(100)))? else {
             return Ok(false);
         };
+        let arrived = Instant::now();
         let Ok(frame) = Frame::parse(&raw) else {
             self.non_records.push(raw);
             return Ok(true);
@@ -921,6 +930,28 @@ impl SecureConn {
         if let MsgBody::Ack { next_expected } = msg.body {
             self.unacked.retain(|r, _| *r >= next_expected);
         }
+        if let MsgBody::TimeRequest { sync_id, t1 } = msg.body {
+            if let Some(clock) = self.clock {
+                let t2 = clock.at(arrived);
+                let t3 = clock.now_us();
+                self.send(
+                    MsgBody::TimeResponse {
+                        sync_id,
+                        t1,
+                        t2,
+                        t3,
+                    },
+                    false,
+                )?;
+            }
+        }
+        if matches!(
+            msg.body,
+            MsgBody::TimeRequest { .. } | MsgBody::TimeResponse { .. }
+        ) {
+            self.time_log.push((arrived, msg.body));
+            return Ok(true);
+        }
         if msg.rseq == 0 {
             self.inbox.push_back(msg);
             return Ok(true);
@@ -966,6 +997,31 @@ impl SecureConn {
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(StepError::Timeout(timeout, what.to_string()));
+            }
+            self.pump(left)?;
+        }
+    }
+
+    /// Wait for the DUT's TIME_RESPONSE with `sync_id`; returns when it arrived and the body.
+    pub fn expect_time_response(
+        &mut self,
+        timeout: Duration,
+        sync_id: u32,
+    ) -> Result<(Instant, MsgBody), StepError> {
+        let end = Instant::now() + timeout;
+        loop {
+            let hit = self.time_log.iter().position(
+                |(_, b)| matches!(b, MsgBody::TimeResponse { sync_id: s, .. } if *s == sync_id),
+            );
+            if let Some(i) = hit {
+                return Ok(self.time_log.remove(i));
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StepError::Timeout(
+                    timeout,
+                    format!("TIME_RESPONSE to sync_id {sync_id}"),
+                ));
             }
             self.pump(left)?;
         }

@@ -228,7 +228,9 @@ mod tests {
             .unwrap();
         let due = t.poll_timeout().unwrap();
         assert_eq!(due, later + Duration::from_millis(20));
-        assert!(t.poll_presented(due - Duration::from_micros(1), epoch).is_none());
+        assert!(t
+            .poll_presented(due - Duration::from_micros(1), epoch)
+            .is_none());
         let p = t.poll_presented(due, epoch).unwrap();
         assert_eq!((p.session_id, p.msg_id, p.pts_us), (3, 7, pts));
         assert_eq!(p.at_us, pts - 500_000);
