@@ -588,6 +588,8 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     counters: Counters,
+    /// TIME_RESPONSEs sent (for [`Fault::TimeClockBackwards`]).
+    time_responses: u64,
 }
 
 impl Endpoint {
@@ -625,6 +627,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            time_responses: 0,
         };
         ep.restore_persisted_grants();
         ep
@@ -2421,8 +2424,13 @@ impl Endpoint {
                 status,
                 result,
             }),
+            MsgBody::TimeRequest { .. } if self.has(Fault::TimeNoResponse) => {}
             MsgBody::TimeRequest { sync_id, t1 } => {
-                let t2 = self.clock_us(now);
+                let mut t2 = self.clock_us(now);
+                if self.has(Fault::TimeClockBackwards) {
+                    self.time_responses += 1;
+                    t2 = t2.saturating_sub(20_000 * self.time_responses);
+                }
                 // The response leaves with this `now`: the driver stamps `now` on receipt.
                 let t3 = if self.has(Fault::TimeHoldStamp) {
                     t2 + 5_000
@@ -2438,13 +2446,21 @@ impl Endpoint {
                 t3,
             } => {
                 let t4 = self.clock_us(now);
+                let uncounted = self.has(Fault::TimeUncounted);
+                let flood = self.has(Fault::TimeSyncFlood);
                 if let Some(Conn {
                     state: ConnState::Established(s),
                     ..
                 }) = self.conns.get_mut(&local_id)
                 {
                     match s.time.handle_response(now, t4, sync_id, t1, t2, t3) {
+                        Ok(()) if flood => {
+                            if let Some((accuracy, period)) = s.time.level() {
+                                s.time.start(now, accuracy, period);
+                            }
+                        }
                         Ok(()) => {}
+                        Err(_) if uncounted => {}
                         Err(crate::time::ResponseError::Unmatched { .. }) => {
                             self.counters.time_unmatched += 1
                         }
@@ -2563,6 +2579,7 @@ impl Endpoint {
     ) {
         let accept_oversized = self.has(Fault::AcceptOversizedMessage);
         let offending = if pts_us.is_some() { 0x15 } else { 0x14 };
+        let timed_anywhere = self.has(Fault::TimedDataAnywhere);
         let Some(Conn {
             state: ConnState::Established(s),
             ..
@@ -2585,7 +2602,7 @@ impl Endpoint {
             );
             return;
         };
-        if pts_us.is_some() && sess.kind != ChannelKind::Stream {
+        if pts_us.is_some() && sess.kind != ChannelKind::Stream && !timed_anywhere {
             // [TIME-14]: a presentation time has no meaning on a reliable session.
             s.sessions.remove(&session_id);
             s.time.session_closed(session_id);
@@ -2669,7 +2686,7 @@ impl Endpoint {
             sess.last_stream_delivered = Some(msg_id);
         }
         let data: Vec<u8> = done.parts.into_values().flatten().collect();
-        if let Some(pts) = pts_us {
+        if let Some(pts) = pts_us.filter(|_| sess.kind == ChannelKind::Stream) {
             self.present_later(now, local_id, session_id, msg_id, pts, data);
             return;
         }
@@ -2697,6 +2714,7 @@ impl Endpoint {
         let epoch = self.epoch_instant;
         let negate = self.has(Fault::TimeOffsetSign);
         let present_late = self.has(Fault::PresentLate);
+        let uncounted = self.has(Fault::TimeUncounted);
         let Some(Conn {
             state: ConnState::Established(s),
             ..
@@ -2728,10 +2746,13 @@ impl Endpoint {
             }
             Err(crate::time::Dropped::Late { .. }) => self.counters.presentation_late += 1,
             Err(crate::time::Dropped::Unsynchronized) => {
-                self.counters.presentation_dropped += 1;
+                if !uncounted {
+                    self.counters.presentation_dropped += 1;
+                }
                 // [TIME-13]: learn the sender's clock so its next messages can be presented.
                 s.time.start(now, Accuracy::Normal, Period::Normal);
             }
+            Err(_) if uncounted => {}
             Err(_) => self.counters.presentation_dropped += 1,
         }
     }

@@ -78,6 +78,16 @@ faults! {
     TimeOffsetSign = "time-offset-sign", "TIME-7,TIME-10", "reports and uses the negated offset of each peer's clock";
     /// Timed stream messages are presented however late they arrive.
     PresentLate = "present-late", "TIME-11", "presents timed stream messages that arrive after their presentation time";
+    /// TIME_REQUESTs go unanswered.
+    TimeNoResponse = "time-no-response", "TIME-3", "never answers a TIME_REQUEST";
+    /// Each TIME_RESPONSE is stamped earlier than the one before.
+    TimeClockBackwards = "time-clock-backwards", "TIME-1,TIME-4", "stamps each TIME_RESPONSE 20 ms earlier than the previous one";
+    /// Requests go out back to back, whatever the level.
+    TimeSyncFlood = "time-sync-flood", "TIME-9", "starts a new round of TIME_REQUESTs after every response, ignoring the period";
+    /// Bad TIME input and dropped timed messages are not counted.
+    TimeUncounted = "time-uncounted", "TIME-5,TIME-6,TIME-12", "counts no unmatched or inconsistent TIME_RESPONSE and no dropped timed message";
+    /// TIMED_DATA is taken on any session.
+    TimedDataAnywhere = "timed-data-anywhere", "TIME-14", "delivers TIMED_DATA on a message session as an ordinary message";
 }
 
 impl fmt::Display for Fault {

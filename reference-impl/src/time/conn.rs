@@ -86,6 +86,11 @@ impl ConnTime {
         self.requester = None;
     }
 
+    /// The level of the synchronization running.
+    pub fn level(&self) -> Option<(Accuracy, Period)> {
+        self.requester.as_ref().map(Requester::level)
+    }
+
     /// Whether a synchronization runs.
     pub fn is_syncing(&self) -> bool {
         self.requester.is_some()
