@@ -1458,6 +1458,7 @@ impl Endpoint {
     fn conn_timers(&mut self, now: Instant, local_id: u32) {
         let skip_hb = self.has(Fault::SkipHeartbeat);
         let no_loss = self.has(Fault::NoDeviceLoss);
+        let no_resync = self.has(Fault::TimeNoResync);
         let hb = self.cfg.hb_interval;
         let Some(conn) = self.conns.get_mut(&local_id) else {
             return;
@@ -1535,7 +1536,18 @@ impl Endpoint {
                 // TIME (spec 17): a request due, messages due for presentation.
                 let epoch = self.epoch_instant;
                 let peer = s.peer;
-                let request = s.time.poll_request(now, epoch);
+                let mut request = s.time.poll_request(now, epoch);
+                let first_round = s
+                    .time
+                    .level()
+                    .map_or(0, |(a, _)| usize::from(a.exchanges()));
+                if no_resync
+                    && s.time
+                        .estimate(now)
+                        .is_some_and(|e| e.samples >= first_round)
+                {
+                    request = None; // drawn (so its timeout paces the timer) but never sent
+                }
                 let presented: Vec<_> =
                     std::iter::from_fn(|| s.time.poll_presented(now, epoch)).collect();
                 if !resend.is_empty() {

@@ -83,7 +83,9 @@ faults! {
     /// Each TIME_RESPONSE is stamped earlier than the one before.
     TimeClockBackwards = "time-clock-backwards", "TIME-1,TIME-4", "stamps each TIME_RESPONSE 20 ms earlier than the previous one";
     /// Requests go out back to back, whatever the level.
-    TimeSyncFlood = "time-sync-flood", "TIME-9", "starts a new round of TIME_REQUESTs after every response, ignoring the period";
+    TimeSyncFlood = "time-sync-flood", "TIME-9,TIME-16", "starts a new round of TIME_REQUESTs after every response, ignoring the period";
+    /// Only the first round of a synchronization is ever sent.
+    TimeNoResync = "time-no-resync", "TIME-17", "sends the first round of TIME_REQUESTs and never re-synchronizes";
     /// Bad TIME input and dropped timed messages are not counted.
     TimeUncounted = "time-uncounted", "TIME-5,TIME-6,TIME-12", "counts no unmatched or inconsistent TIME_RESPONSE and no dropped timed message";
     /// TIMED_DATA is taken on any session.
