@@ -47,6 +47,18 @@ pub struct RunOptions {
     pub progress: bool,
     /// Only cases whose tester link is one of these (all when empty).
     pub transports: Vec<Transport>,
+    /// Only cases that check at least one of these requirement IDs (all when empty).
+    pub requirements: Vec<String>,
+}
+
+impl RunOptions {
+    /// The first of [`RunOptions::requirements`] that is not in `known`.
+    pub fn requirement_ids_unknown(&self, known: &[String]) -> Option<String> {
+        self.requirements
+            .iter()
+            .find(|r| !known.contains(r))
+            .cloned()
+    }
 }
 
 /// A usage or rig problem: the run did not start (exit status 2).
@@ -339,11 +351,19 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
         .iter()
         .filter(|c| matches_filter(c, opts.filter.as_deref()))
         .filter(|c| opts.transports.is_empty() || opts.transports.contains(&c.tester_transport()))
+        .filter(|c| {
+            opts.requirements.is_empty()
+                || c.requirements
+                    .iter()
+                    .any(|r| opts.requirements.iter().any(|q| q == r))
+        })
         .collect();
     if selected.is_empty() {
         return Err(UsageError(format!(
-            "--filter {:?} matches no case; `cargo test -p softbus-conformance -- --list` lists them",
-            opts.filter.as_deref().unwrap_or("")
+            "--filter {:?} with --requirement {:?} matches no case; `cargo xtask spec-coverage` \
+             lists the cases per requirement",
+            opts.filter.as_deref().unwrap_or(""),
+            opts.requirements.join(",")
         )));
     }
     let baseline = match &opts.baseline {

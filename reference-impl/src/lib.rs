@@ -9,6 +9,7 @@
 //! * [`wire`]: the codec for every frame and message (parse / emit / buffer_len; never panics);
 //! * [`crypto`]: identity, device IDs, pairing confirmations, record keys, the replay window;
 //! * [`endpoint`]: the sans-IO state machine (`handle_*` in, `poll_*` out, time and RNG injected);
+//! * [`time`]: clock synchronization and synchronized playout (spec 17), sans-IO;
 //! * [`discovery`]: the sans-IO CoAP responder and probe;
 //! * [`link`]: link drivers below the core; today the Z-Stack MT codec and serial host driver
 //!   ([`link::znp`]) through which a device reaches a Zigbee coordinator;
@@ -18,7 +19,7 @@
 //!   and the `softbusd` configuration file, which with `link::znp::port` and the bridge's host
 //!   task are the only parts that touch the OS.
 //!
-//! **Architecture invariant:** nothing under `wire`, `crypto`, `endpoint`, `discovery`,
+//! **Architecture invariant:** nothing under `wire`, `crypto`, `endpoint`, `time`, `discovery`,
 //! `capability` or `fault` performs I/O, reads a clock or draws OS randomness.
 
 pub mod bridge;

@@ -16,10 +16,54 @@ use std::path::{Path, PathBuf};
 const MAX_LINES: usize = 1500;
 
 /// Files allowed past [`MAX_LINES`], each with the reason. Keep it short: every entry is debt.
-const LONG_FILES: &[(&str, &str)] = &[(
-    "reference-impl/src/link/znp/commands.rs",
-    "one typed repr per Z-Stack MT command, each a few lines of parse/emit; a table, not logic",
-)];
+const LONG_FILES: &[(&str, &str)] = &[
+    (
+        "reference-impl/src/link/znp/commands.rs",
+        "one typed repr per Z-Stack MT command, each a few lines of parse/emit; a table, not logic",
+    ),
+    // Debt the core redesign (issue 10) pays off; listed so that no other file joins them.
+    (
+        "reference-impl/src/endpoint.rs",
+        "issue 10: becomes an Endpoint that routes and a Connection per concern",
+    ),
+    (
+        "reference-impl/src/discovery.rs",
+        "issue 10: splits into advert / responder / probe, tests beside it",
+    ),
+    (
+        "harness/src/rig.rs",
+        "issue 10: splits into schema / PIXIT / validation / ports",
+    ),
+    (
+        "harness/src/znp/emulator.rs",
+        "issue 10: splits by the layers its header names",
+    ),
+    (
+        "conformance/src/cases/err.rs",
+        "issue 10: preambles and shared steps move to one module",
+    ),
+    (
+        "conformance/src/cases/sess.rs",
+        "issue 10: preambles and shared steps move to one module",
+    ),
+];
+
+/// Import cycles known today, each with the reason; the check fails on any other cycle, and on an
+/// entry here that is no longer a cycle. Every entry is debt (issue 10 breaks all three).
+const KNOWN_CYCLES: &[(&str, &str)] = &[
+    (
+        "reference-impl: {control, daemon}",
+        "control uses daemon::Bound; control ops are handled inside daemon::run",
+    ),
+    (
+        "harness: {ble::vbluez::core, ble::vbluez::objects}",
+        "the core builds the D-Bus objects that call back into the core",
+    ),
+    (
+        "conformance: {cases::cap, cases::ctrl, cases::sess}",
+        "shared case helpers live in case files",
+    ),
+];
 
 /// The crates whose `src/` trees are checked: (directory, crate name as used in paths).
 const CRATES: &[&str] = &["reference-impl", "harness", "conformance", "xtask", "tests"];
@@ -463,10 +507,24 @@ fn find_cycles(crate_dir: &str) -> Vec<String> {
 #[test]
 fn no_import_cycles_between_modules() {
     let cycles: Vec<String> = CRATES.iter().flat_map(|c| find_cycles(c)).collect();
+    let known = |c: &String| KNOWN_CYCLES.iter().any(|(k, _)| c.starts_with(k));
+    let new: Vec<&String> = cycles.iter().filter(|c| !known(c)).collect();
     assert!(
-        cycles.is_empty(),
+        new.is_empty(),
         "modules that use each other (move what both need into a module both use):\n{}",
-        cycles.join("\n")
+        new.iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let stale: Vec<&str> = KNOWN_CYCLES
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|k| !cycles.iter().any(|c| c.starts_with(k)))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "remove these from KNOWN_CYCLES in tests/tests/tidy.rs, they are no longer cycles: {stale:?}"
     );
 }
 

@@ -31,6 +31,10 @@ struct Args {
     /// Run only cases whose ID or title contains PATTERN (or whose ID matches a `*` glob).
     #[arg(long, value_name = "PATTERN")]
     filter: Option<String>,
+    /// Run only cases that check one of these requirement IDs (comma-separated: `REC-6,TIME-7`),
+    /// e.g. to see which cases a change to those requirements touches.
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    requirement: Vec<String>,
     /// Run only cases over these links (comma-separated: udp, tcp, zigbee, ble).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_transport)]
     transport: Vec<Transport>,
@@ -91,12 +95,21 @@ fn main() -> ExitCode {
         seed: args.seed,
         progress: !args.quiet,
         transports: args.transport,
+        requirements: args.requirement,
     };
     if let Some(f) = &opts.fault {
         if f.parse::<softbus::Fault>().is_err() {
             eprintln!("certify: unknown fault '{f}'; `softbusd --fault list` prints the catalogue");
             return ExitCode::from(2);
         }
+    }
+    let known: Vec<String> = softbus_conformance::spec::requirements()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    if let Some(bad) = opts.requirement_ids_unknown(&known) {
+        eprintln!("certify: --requirement {bad} is not a requirement ID of the spec (e.g. REC-6)");
+        return ExitCode::from(2);
     }
     match certify(&opts, &softbus_conformance::cases::all()) {
         Ok(code) => ExitCode::from(code as u8),

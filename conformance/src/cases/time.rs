@@ -14,19 +14,20 @@
 //! > (5 ms) after it [...]
 //!
 //! The truth the cases judge against is the tester's own measurement of the DUT's clock
-//! ([`measure_dut`]): its error bound holds for any path, so every check allows the tester's
+//! (`measure_dut`): its error bound holds for any path, so every check allows the tester's
 //! bound on top of the DUT's. The tester runs its timebase at chosen offsets from its own clock
 //! (far ahead, far behind), so a DUT that ignores the offset, or gets its sign wrong, is seen.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use softbus::time::{ClockFilter, Estimate, Exchange};
 use softbus::wire::msg::{ChannelKind, MsgBody, Qos};
 use softbus::wire::Code;
 use softbus_harness::timing::Histogram;
 
 use crate::case::{Case, Ctx, Measured};
-use crate::tester::clock::{measure_dut, TesterClock};
+use crate::tester::clock::TesterClock;
 use crate::tester::lower::{SecureConn, StepError};
 
 /// The drift allowance of spec 17.3, ppm.
@@ -44,6 +45,43 @@ const T_LATE: Duration = Duration::from_millis(10);
 
 /// The tester timebases the estimate is checked under: none, 11.5 days ahead, a day behind.
 const OFFSETS_US: [i64; 3] = [0, 1_000_000_000_000, -86_400_000_000];
+
+/// The tester's own measurement of the DUT's clock: `n` exchanges with the tester as requester,
+/// in the tester's timebase `clock`. The estimate's offset is the DUT's timebase minus the
+/// tester's; its error bound holds whatever the DUT does, if the DUT's timestamps are honest
+/// (which SB-TIME-001 checks).
+pub fn measure_dut(
+    c: &mut SecureConn,
+    clock: &TesterClock,
+    n: u32,
+    timeout: Duration,
+) -> Result<Estimate, StepError> {
+    let mut filter = ClockFilter::new();
+    let mut refused = Vec::new();
+    for i in 0..n {
+        let (id, t1) = (0x7100_0000 + i, clock.now_us());
+        c.send(MsgBody::TimeRequest { sync_id: id, t1 }, false)?;
+        let (at, body) = c.expect_time_response(timeout, id)?;
+        let MsgBody::TimeResponse { t2, t3, .. } = body else {
+            continue;
+        };
+        let ex = Exchange {
+            t1,
+            t2,
+            t3,
+            t4: clock.at(at),
+        };
+        if let Err(e) = filter.add(ex, at) {
+            refused.push(e.to_string());
+        }
+    }
+    filter.estimate(Instant::now()).ok_or_else(|| {
+        StepError::Unexpected(format!(
+            "no usable TIME_RESPONSE from the DUT in {n} exchanges: {}",
+            refused.join("; ")
+        ))
+    })
+}
 
 /// The cases of this section.
 pub fn cases() -> Vec<Case> {
