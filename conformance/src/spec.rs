@@ -804,6 +804,7 @@ Text citing [FRAME-1] here.
         ("LINK", "16"),
         ("ZB", "16"),
         ("BLE", "16"),
+        ("TIME", "17"),
     ];
 
     #[test]
