@@ -23,10 +23,6 @@ const LONG_FILES: &[(&str, &str)] = &[
     ),
     // Debt the core redesign (issue 10) pays off; listed so that no other file joins them.
     (
-        "reference-impl/src/endpoint.rs",
-        "issue 10: becomes an Endpoint that routes and a Connection per concern",
-    ),
-    (
         "reference-impl/src/discovery.rs",
         "issue 10: splits into advert / responder / probe, tests beside it",
     ),
