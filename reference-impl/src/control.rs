@@ -17,7 +17,6 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 
 use crate::crypto::DeviceId;
-use crate::daemon::Bound;
 use crate::endpoint::{ApiError, Endpoint, LinkAddr, PromptPolicy};
 use crate::time::{Accuracy, Period};
 use crate::wire::msg::{ChannelKind, Qos, Scope};
@@ -47,6 +46,31 @@ pub const OPS: &[&str] = &[
     "time_sync",
     "time_sync_stop",
 ];
+
+/// What the daemon bound, reported on stdout at start so launchers can find free ports, and in
+/// the `hello` op.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Bound {
+    /// Device ID.
+    pub device_id: String,
+    /// UDP frame socket.
+    pub udp: SocketAddr,
+    /// TCP frame listener.
+    pub tcp: Option<SocketAddr>,
+    /// Unicast CoAP socket.
+    pub coap: Option<SocketAddr>,
+    /// Control server.
+    pub control: Option<SocketAddr>,
+    /// The Zigbee stick's own network address, when the Zigbee link is up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zigbee: Option<u16>,
+    /// The BLE device address, when the BLE link is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ble: Option<String>,
+    /// Links that were configured but could not start (the daemon runs without them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link_errors: Vec<String>,
+}
 
 /// A parsed request.
 #[derive(Debug, Clone)]

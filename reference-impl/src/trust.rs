@@ -2,8 +2,10 @@
 //!
 //! [`TrustStore`] is plain data the core edits in memory; [`TrustStore::load`] and
 //! [`TrustStore::save`] are the file driver used by `softbusd`. Saving is atomic (write a
-//! temporary file, fsync, rename), and a store that cannot be read is an error: it is never
-//! silently replaced by an empty one, because that would unpin every peer.
+//! temporary file, fsync, rename) and the file is the owner's alone (mode 0600 whatever the
+//! umask, spec [SEC-6]): anyone who can write it can pin a key or add a grant. A store that cannot
+//! be read is an error: it is never silently replaced by an empty one, because that would unpin
+//! every peer.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -155,21 +157,43 @@ impl TrustStore {
             path: path.to_owned(),
             source,
         };
-        let tmp = path.with_extension("tmp");
         let text = serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(text.as_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, path).map_err(io)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        write_private(path, text.as_bytes()).map_err(io)?;
         Ok(())
     }
+}
+
+/// Replace `path` with `bytes` atomically, readable and writable by the owner only (0600 on
+/// Unix, from creation on: the temporary file is never more open than the result). Used for the
+/// trust store and the identity key.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp); // a leftover may carry another mode
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        // The mode given at creation is filtered by the umask; set it exactly.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -48,10 +48,6 @@ const LONG_FILES: &[(&str, &str)] = &[
 /// entry here that is no longer a cycle. Every entry is debt (issue 10 breaks all three).
 const KNOWN_CYCLES: &[(&str, &str)] = &[
     (
-        "reference-impl: {control, daemon}",
-        "control uses daemon::Bound; control ops are handled inside daemon::run",
-    ),
-    (
         "harness: {ble::vbluez::core, ble::vbluez::objects}",
         "the core builds the D-Bus objects that call back into the core",
     ),

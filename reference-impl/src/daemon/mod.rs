@@ -2,8 +2,10 @@
 //! the tester control channel around one sans-IO [`Endpoint`].
 //!
 //! One task owns the endpoint and serialises everything that touches it (datagrams, timer
-//! expiries, control commands, bridge completions), so the core needs no locks. TCP links and
-//! control clients get a task each and talk to the owner through channels. With a `[bridge]`,
+//! expiries, control commands, bridge completions), so the core needs no locks. TCP links
+//! (`tcp`: a reader and a writer task each, at most [`MAX_TCP_LINKS`]) and control clients
+//! (`ctl`: a task each, lines bounded by [`MAX_LINE`]) talk to the owner through channels, so
+//! no peer can stall it or make it buffer without bound. With a `[bridge]`,
 //! the protocol converter runs on a thread of its own ([`crate::bridge::Bridge`]): the owner
 //! hands it the uses of bridged capabilities the endpoint let through
 //! ([`Event::CapabilityRequest`]) and completes them when it reports back.
@@ -16,7 +18,7 @@
 //! op) and left out; IP service goes on. The BLE advert's pairable flag follows the PIN, as the
 //! CoAP advert's `pair` does.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,13 +27,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use rand::{Rng, RngCore};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
 
 use crate::bridge::{Bridge, Completion};
 use crate::config::DaemonConfig;
-use crate::control::{self, ControlError, Request};
+use crate::control;
 use crate::discovery::{Advert, Responder};
 use crate::endpoint::{Endpoint, Event, LinkAddr};
 use crate::link::ble::{static_address, AdvertData};
@@ -40,6 +41,15 @@ use crate::link::zigbee_driver::ZigbeeLink;
 use crate::trust::TrustStore;
 use crate::wire::Code;
 use crate::{Fault, Identity};
+
+mod ctl;
+mod tcp;
+
+pub use ctl::{Line, LineReader, MAX_LINE};
+pub use tcp::MAX_TCP_LINKS;
+
+use ctl::ControlCmd;
+use tcp::{TcpEvent, TcpLinks};
 
 /// How many events the control channel's `events` op can look back over.
 const EVENT_HISTORY: usize = 10_000;
@@ -61,15 +71,7 @@ pub fn load_identity(path: &Path) -> anyhow::Result<Identity> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = Identity::generate(&mut rand::rngs::OsRng);
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, hex::encode(id.secret()))
-                .with_context(|| format!("{}: cannot create identity key", path.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
-            }
-            std::fs::rename(&tmp, path)
+            crate::trust::write_private(path, hex::encode(id.secret()).as_bytes())
                 .with_context(|| format!("{}: cannot create identity key", path.display()))?;
             Ok(id)
         }
@@ -77,41 +79,7 @@ pub fn load_identity(path: &Path) -> anyhow::Result<Identity> {
     }
 }
 
-/// A command from a control client, with the channel for its answer.
-struct ControlCmd {
-    req: Request,
-    reply: oneshot::Sender<Result<Value, ControlError>>,
-}
-
-/// Frames arriving over TCP links.
-struct TcpFrame {
-    from: SocketAddr,
-    data: Vec<u8>,
-}
-
-/// What the daemon bound, reported on stdout at start so launchers can find free ports.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Bound {
-    /// Device ID.
-    pub device_id: String,
-    /// UDP frame socket.
-    pub udp: SocketAddr,
-    /// TCP frame listener.
-    pub tcp: Option<SocketAddr>,
-    /// Unicast CoAP socket.
-    pub coap: Option<SocketAddr>,
-    /// Control server.
-    pub control: Option<SocketAddr>,
-    /// The Zigbee stick's own network address, when the Zigbee link is up.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub zigbee: Option<u16>,
-    /// The BLE device address, when the BLE link is configured.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ble: Option<String>,
-    /// Links that were configured but could not start (the daemon runs without them).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub link_errors: Vec<String>,
-}
+pub use crate::control::Bound;
 
 /// Inbound datagrams from the non-IP link drivers, queued for the owner at most.
 const LINK_QUEUE: usize = 1024;
@@ -236,29 +204,16 @@ pub async fn run(
     );
     let udp_addr = udp.local_addr()?;
 
-    // TCP links: a listener, a reader task per link, writers kept here by peer address.
-    let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpFrame>(1024);
-    let (tcp_new_tx, mut tcp_new_rx) =
-        mpsc::channel::<(SocketAddr, tokio::net::tcp::OwnedWriteHalf)>(64);
-    let mut tcp_writers: HashMap<SocketAddr, tokio::net::tcp::OwnedWriteHalf> = HashMap::new();
+    // TCP links: a listener, and a reader and a writer task per link (see `tcp`).
+    let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(1024);
+    let mut tcp = TcpLinks::new(tcp_tx);
     let tcp_addr = match cfg.listen.tcp {
         Some(addr) => {
             let l = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("listen.tcp: cannot bind {addr}"))?;
             let local = l.local_addr()?;
-            let tcp_tx = tcp_tx.clone();
-            let tcp_new_tx = tcp_new_tx.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, peer)) = l.accept().await {
-                    let _ = stream.set_nodelay(true);
-                    let (r, w) = stream.into_split();
-                    if tcp_new_tx.send((peer, w)).await.is_err() {
-                        return;
-                    }
-                    tokio::spawn(tcp_reader(r, peer, tcp_tx.clone()));
-                }
-            });
+            tcp.serve(l);
             Some(local)
         }
         None => None,
@@ -319,11 +274,7 @@ pub async fn run(
                 .await
                 .with_context(|| format!("control.tcp: cannot bind {addr}"))?;
             let local = l.local_addr()?;
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = l.accept().await {
-                    tokio::spawn(control_client(stream, ctl_tx.clone()));
-                }
-            });
+            ctl::serve(l, ctl_tx);
             Some(local)
         }
         None => None,
@@ -356,13 +307,10 @@ pub async fn run(
         while let Some(t) = ep.poll_transmit() {
             match t.dst {
                 LinkAddr::Ip(addr) => {
-                    if let Some(w) = tcp_writers.get_mut(&addr) {
-                        let mut framed = (t.data.len() as u16).to_be_bytes().to_vec();
-                        framed.extend_from_slice(&t.data);
-                        if w.write_all(&framed).await.is_err() {
-                            tcp_writers.remove(&addr);
-                        }
-                    } else if let Err(e) = udp.send_to(&t.data, addr).await {
+                    let Some(data) = tcp.send(addr, t.data) else {
+                        continue;
+                    };
+                    if let Err(e) = udp.send_to(&data, addr).await {
                         tracing::debug!(%addr, %e, "udp send failed");
                     }
                 }
@@ -454,22 +402,13 @@ pub async fn run(
                     tracing::debug!(handle = done.handle, %e, "late bridge completion dropped");
                 }
             }
-            Some((peer, w)) = tcp_new_rx.recv() => {
-                tcp_writers.insert(peer, w);
-            }
-            Some(f) = tcp_rx.recv() => {
-                // A new link's writer travels on another channel: register it before answering
-                // its first frame, or the answer would go out on UDP (spec FRAME-2).
-                while !tcp_writers.contains_key(&f.from) {
-                    match tcp_new_rx.try_recv() {
-                        Ok((peer, w)) => {
-                            tcp_writers.insert(peer, w);
-                        }
-                        Err(_) => break,
-                    }
+            Some(ev) = tcp_rx.recv() => match ev {
+                TcpEvent::Accepted { peer, stream, permit } => tcp.add(peer, stream, permit),
+                TcpEvent::Frame { peer, data } => {
+                    ep.handle_datagram(Instant::now(), LinkAddr::Ip(peer), &data);
                 }
-                ep.handle_datagram(Instant::now(), LinkAddr::Ip(f.from), &f.data);
-            }
+                TcpEvent::Closed { peer, link } => tcp.closed(peer, link),
+            },
             r = recv_opt(coap_mc.as_ref(), &mut mc_buf) => {
                 if let Ok((n, from)) = r {
                     let leisure = Duration::from_millis(rand::thread_rng().gen_range(0..=100));
@@ -491,31 +430,23 @@ pub async fn run(
                     "events" => control::events_since(&events, &cmd.req),
                     "connect" if control::arg_addr(&cmd.req, "addr").is_ok_and(|(l, _)| l == control::Link::Tcp) => {
                         let addr = control::arg_addr(&cmd.req, "addr").map(|(_, a)| a).unwrap_or_else(|_| bound.udp);
-                        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
-                            Ok(Ok(stream)) => {
-                                let _ = stream.set_nodelay(true);
-                                let (r, w) = stream.into_split();
-                                tcp_writers.insert(addr, w);
-                                tokio::spawn(tcp_reader(r, addr, tcp_tx.clone()));
-                                ep.connect(now, LinkAddr::Ip(addr));
-                                Ok(json!({}))
-                            }
-                            Ok(Err(e)) => Err(ControlError::new("NOT_CONNECTED", format!("cannot open TCP link to {addr}: {e}"))),
-                            Err(_) => Err(ControlError::new("TIMEOUT", format!("TCP link to {addr} not up within 5 s"))),
-                        }
+                        tcp.connect(addr).await.map(|()| {
+                            ep.connect(now, LinkAddr::Ip(addr));
+                            json!({})
+                        })
                     }
                     "discover" => {
                         // Runs in its own task so the device keeps serving while it listens.
                         let d = cfg.discovery.clone();
                         let req = cmd.req.clone();
                         tokio::spawn(async move {
-                            let _ = cmd.reply.send(discover(&d, &req).await);
+                            let _ = cmd.reply.send(ctl::discover(&d, &req).await);
                         });
                         continue;
                     }
                     "state" => control::execute(&mut ep, now, &cmd.req, &bound, responder.malformed_count()).map(|mut v| {
                         if let Value::Object(m) = &mut v {
-                            m.insert("links".into(), links_state(&bound, zigbee.as_ref(), ble.as_ref()));
+                            m.insert("links".into(), links_state(&bound, &tcp, zigbee.as_ref(), ble.as_ref()));
                         }
                         v
                     }),
@@ -544,9 +475,18 @@ pub async fn run(
     }
 }
 
-/// The `links` member of the `state` op: each non-IP link, whether it is up, and its counters.
-fn links_state(bound: &Bound, zigbee: Option<&ZigbeeLink>, ble: Option<&BleLink>) -> Value {
+/// The `links` member of the `state` op: the TCP links' table, each non-IP link, whether it is
+/// up, and its counters.
+fn links_state(
+    bound: &Bound,
+    tcp: &TcpLinks,
+    zigbee: Option<&ZigbeeLink>,
+    ble: Option<&BleLink>,
+) -> Value {
     let mut m = serde_json::Map::new();
+    if bound.tcp.is_some() {
+        m.insert("tcp".into(), tcp.status());
+    }
     if let Some(z) = zigbee {
         m.insert("zigbee".into(), json!(z.status()));
     }
@@ -561,56 +501,6 @@ fn links_state(bound: &Bound, zigbee: Option<&ZigbeeLink>, ble: Option<&BleLink>
     Value::Object(m)
 }
 
-/// The `discover` control op: send a CoAP multicast probe and collect adverts for `timeout_ms`.
-async fn discover(
-    d: &crate::config::DiscoverySection,
-    req: &Request,
-) -> Result<Value, ControlError> {
-    use crate::discovery::Probe;
-    let timeout = Duration::from_millis(
-        control::opt_u64(req, "timeout_ms")?
-            .unwrap_or(1000)
-            .min(30_000),
-    );
-    let cap = req.args.get("cap").and_then(Value::as_str);
-    let internal = |e: std::io::Error| ControlError::new("INTERNAL", format!("discover: {e}"));
-    let sock = UdpSocket::bind(SocketAddrV4::new(d.interface, 0))
-        .await
-        .map_err(internal)?;
-    if !d.interface.is_unspecified() {
-        let s2 = socket2::SockRef::from(&sock);
-        s2.set_multicast_if_v4(&d.interface).map_err(internal)?;
-    }
-    sock.set_multicast_loop_v4(true).map_err(internal)?;
-    let token: [u8; 4] = rand::thread_rng().gen();
-    let probe = Probe::new(rand::thread_rng().gen(), token, cap)
-        .map_err(|e| ControlError::new("INVALID_ARGS", format!("discover: {e}")))?;
-    sock.send_to(&probe.to_bytes(), SocketAddrV4::new(d.group, d.port))
-        .await
-        .map_err(internal)?;
-    let end = tokio::time::Instant::now() + timeout;
-    let mut found = Vec::new();
-    let mut buf = vec![0u8; 2048];
-    while let Ok(Ok((n, from))) = tokio::time::timeout_at(end, sock.recv_from(&mut buf)).await {
-        match probe.parse_response(&buf[..n]) {
-            Ok(a) => found.push(json!({
-                "from": from.to_string(),
-                "id": hex::encode(a.id),
-                "name": a.name,
-                "type": a.device_type,
-                "pk": hex::encode(a.pk),
-                "caps": a.caps,
-                "port": a.port,
-                "hb": a.hb,
-                "pt": a.pt,
-                "pair": a.pair,
-            })),
-            Err(e) => tracing::debug!(%from, %e, "ignored discovery response"),
-        }
-    }
-    Ok(json!({ "devices": found }))
-}
-
 async fn recv_opt(
     sock: Option<&UdpSocket>,
     buf: &mut [u8],
@@ -618,65 +508,5 @@ async fn recv_opt(
     match sock {
         Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Read u16-length-prefixed frames from a TCP link. A length above the MTU is still read (and
-/// handed to the core, which counts it) so the stream stays in sync.
-async fn tcp_reader(
-    mut r: tokio::net::tcp::OwnedReadHalf,
-    peer: SocketAddr,
-    tx: mpsc::Sender<TcpFrame>,
-) {
-    loop {
-        let mut len = [0u8; 2];
-        if r.read_exact(&mut len).await.is_err() {
-            return;
-        }
-        let mut data = vec![0u8; u16::from_be_bytes(len) as usize];
-        if r.read_exact(&mut data).await.is_err() {
-            return;
-        }
-        if tx.send(TcpFrame { from: peer, data }).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Serve one control client: JSON lines in, JSON lines out.
-async fn control_client(stream: TcpStream, tx: mpsc::Sender<ControlCmd>) {
-    let _ = stream.set_nodelay(true);
-    let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let response = match control::parse_request(&line) {
-            Ok(req) => {
-                let id = req.id.clone();
-                let (reply_tx, reply_rx) = oneshot::channel();
-                if tx
-                    .send(ControlCmd {
-                        req,
-                        reply: reply_tx,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                match reply_rx.await {
-                    Ok(r) => control::response(id, r),
-                    Err(_) => return,
-                }
-            }
-            Err((id, e)) => control::response(id, Err(e)),
-        };
-        let mut out = response.to_string();
-        out.push('\n');
-        if w.write_all(out.as_bytes()).await.is_err() {
-            return;
-        }
     }
 }
