@@ -54,7 +54,7 @@ pub enum PromptPolicy {
     Deny,
     /// Never answer (the prompt times out).
     Timeout,
-    /// Raise [`Event::PermissionPrompt`] and wait for [`Endpoint::answer_prompt`].
+    /// Raise [`Event::PermissionPrompt`] and wait for [`Endpoint::answer_prompt`](super::Endpoint::answer_prompt).
     Ask,
 }
 
@@ -84,7 +84,7 @@ pub struct Config {
     /// Names of the capabilities whose uses the driver carries out (a protocol converter's
     /// bridged devices, real hardware). A CAP_INVOKE for one that passes the checks of spec
     /// 11.4 raises [`Event::CapabilityRequest`], and its CAP_RESULT is sent when the driver
-    /// calls [`Endpoint::complete_invoke`]. Every other capability is simulated: a use that
+    /// calls [`Endpoint::complete_invoke`](super::Endpoint::complete_invoke). Every other capability is simulated: a use that
     /// passes the checks is answered at once with its args as result.
     pub external_capabilities: Vec<String>,
     /// How long the driver may take to complete an external use before the endpoint answers
@@ -195,7 +195,7 @@ pub enum Event {
     },
     /// A use of an external capability ([`Config::external_capabilities`]) passed the
     /// permission checks: the driver carries it out and answers with
-    /// [`Endpoint::complete_invoke`] and this `handle`. Always preceded by its
+    /// [`Endpoint::complete_invoke`](super::Endpoint::complete_invoke) and this `handle`. Always preceded by its
     /// [`Event::CapabilityUsed`]. Not part of the control protocol's event list.
     CapabilityRequest {
         handle: u64,
