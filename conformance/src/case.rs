@@ -362,6 +362,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The case does not apply to this DUT after all, for a reason only the run can see (the
+    /// control channel's transport, say). Replaces any outcome so far.
+    pub fn not_applicable(&mut self, reason: impl Into<String>) {
+        self.outcome = CaseOutcome::not_applicable(reason);
+    }
+
     /// Mark the case passed (if nothing worse happened).
     pub fn pass(&mut self) {
         self.outcome.pass();

@@ -88,6 +88,10 @@ faults! {
     TimeNoResync = "time-no-resync", "TIME-17", "sends the first round of TIME_REQUESTs and never re-synchronizes";
     /// Bad TIME input and dropped timed messages are not counted.
     TimeUncounted = "time-uncounted", "TIME-5,TIME-6,TIME-12", "counts no unmatched or inconsistent TIME_RESPONSE and no dropped timed message";
+    /// A control line that is not UTF-8 ends the control connection.
+    CtrlNonUtf8Hangup = "ctrl-non-utf8-hangup", "CTRL-2,CTRL-1", "closes the control connection, unanswered, on a line that is not UTF-8";
+    /// A control line past the bound ends the control connection.
+    CtrlLongLineHangup = "ctrl-long-line-hangup", "CTRL-18", "closes the control connection, unanswered, on a line longer than it accepts";
     /// TIMED_DATA is taken on any session.
     TimedDataAnywhere = "timed-data-anywhere", "TIME-14", "delivers TIMED_DATA on a message session as an ordinary message";
 }

@@ -3,7 +3,7 @@
 //! [`TrustStore`] is plain data the core edits in memory; [`TrustStore::load`] and
 //! [`TrustStore::save`] are the file driver used by `softbusd`. Saving is atomic (write a
 //! temporary file, fsync, rename) and the file is the owner's alone (mode 0600 whatever the
-//! umask, spec [SEC-6]): anyone who can write it can pin a key or add a grant. A store that cannot
+//! umask, spec [SEC-6], [SEC-7]): anyone who can write it can pin a key or add a grant. A store that cannot
 //! be read is an error: it is never silently replaced by an empty one, because that would unpin
 //! every peer.
 

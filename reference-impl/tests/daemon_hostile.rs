@@ -4,9 +4,9 @@
 //! * Closed TCP links give their sockets back (none stays in CLOSE-WAIT), the number of links
 //!   is bounded, and the listener survives running out of file descriptors.
 //! * A control line without a line feed cannot make the daemon buffer without bound, and is
-//!   answered `BAD_REQUEST` ([CTRL-6]); a line that is not UTF-8 is answered `BAD_REQUEST` and the
+//!   answered `BAD_REQUEST` ([CTRL-18], [CTRL-20]); a line that is not UTF-8 is answered `BAD_REQUEST` and the
 //!   connection goes on ([CTRL-1], [CTRL-2]).
-//! * The trust store and the identity key are the owner's alone whatever the umask ([SEC-6]).
+//! * The trust store and the identity key are the owner's alone whatever the umask ([SEC-6], [SEC-7]).
 
 use std::path::Path;
 use std::process::Stdio;

@@ -107,6 +107,15 @@ pub fn cases() -> Vec<Case> {
             transport: "udp",
             run: exchanges_as_events,
         },
+        Case {
+            id: "SB-CTRL-009",
+            title: "answers a line longer than it accepts with one BAD_REQUEST and goes on serving the connection",
+            requirements: &["CTRL-18", "CTRL-1"],
+            pics: "CTRL",
+            pixit: &[],
+            transport: "udp",
+            run: long_line,
+        },
     ]
 }
 
@@ -444,6 +453,32 @@ fn bad_lines(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
             format!("one response line for {line}"),
             format!("extra lines: {extra:?}"),
         );
+    }
+    // A line that is not UTF-8 (an `op` with bytes 0xff 0xfe in it) is not a JSON object either.
+    u.write_raw(b"{\"id\":13,\"op\":\"hel\xff\xfelo\"}\n")?;
+    match u.read_line(t) {
+        Ok(answer) => {
+            let r: Value = answer
+                .as_deref()
+                .and_then(|l| serde_json::from_str(l).ok())
+                .unwrap_or(Value::Null);
+            ctx.check(
+                "CTRL-2",
+                is_error(&r, "BAD_REQUEST", &Value::Null),
+                "error BAD_REQUEST with id null for a line that is not UTF-8",
+                answer.unwrap_or_else(|| format!("no answer within {t:?}")),
+            );
+        }
+        Err(e) => {
+            ctx.check(
+                "CTRL-1",
+                false,
+                "an answer to a line that is not UTF-8, on a connection that stays open",
+                e.to_string(),
+            );
+            keep_transcript(ctx, &u);
+            return Ok(());
+        }
     }
     // Still serving.
     let (got, _) = exchange(&mut u, &[r#"{"id":12,"op":"hello"}"#.to_string()], 1, t)?;
@@ -1482,6 +1517,88 @@ fn exchanges_as_events(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
             })?;
         }
     }
+    keep_transcript(ctx, &u);
+    ctx.pass();
+    Ok(())
+}
+
+/// How long the line of SB-CTRL-009 is: twice the longest line [CTRL-5] asks any DUT to accept
+/// (a 16 MiB bytes message is a 32 MiB `data_hex`), so it is past the bound of every DUT that
+/// bounds its lines near what the spec needs. A DUT that accepts even longer lines still answers
+/// it `BAD_REQUEST` once its line feed comes (it is not JSON), so the verdict does not depend on
+/// where the DUT's bound lies.
+const LONG_LINE: usize = 64 << 20;
+
+fn long_line(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+    let t = ctx.timeout();
+    let mut u = raw_client(ctx)?;
+    if !u.is_tcp() {
+        ctx.not_applicable("a 64 MiB line needs a TCP control channel; this one is serial");
+        return Ok(());
+    }
+    // Unterminated, in 1 MiB writes; the DUT may answer (and does, if it bounds the line) before
+    // the line feed, so nothing is read until the whole line has gone.
+    let chunk = vec![b'x'; 1 << 20];
+    let mut sent = 0;
+    while sent < LONG_LINE {
+        if let Err(e) = u.write_raw(&chunk) {
+            ctx.check(
+                "CTRL-18",
+                false,
+                format!(
+                    "the DUT reads a {LONG_LINE}-byte line to its end and keeps the connection"
+                ),
+                format!("after {sent} bytes the write failed: {e}"),
+            );
+            keep_transcript(ctx, &u);
+            return Ok(());
+        }
+        sent += chunk.len();
+    }
+    let ended = u.write_raw(b"\n");
+    let mut answers = Vec::new();
+    let mut closed = ended.err().map(|e| e.to_string());
+    while closed.is_none() {
+        match u.read_line(if answers.is_empty() {
+            t
+        } else {
+            Duration::from_millis(300)
+        }) {
+            Ok(Some(l)) => answers.push(l.trim_end().to_string()),
+            Ok(None) => break,
+            Err(e) => closed = Some(e.to_string()),
+        }
+    }
+    let first: Value = answers
+        .first()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
+    ctx.check(
+        "CTRL-18",
+        closed.is_none() && answers.len() == 1 && is_error(&first, "BAD_REQUEST", &Value::Null),
+        format!("exactly one answer, BAD_REQUEST with id null, to a {LONG_LINE}-byte line"),
+        match &closed {
+            Some(e) => format!("{} answers, then: {e}", answers.len()),
+            None => format!(
+                "{} answers: {:?}",
+                answers.len(),
+                &answers[..answers.len().min(3)]
+            ),
+        },
+    );
+    if closed.is_some() {
+        keep_transcript(ctx, &u);
+        return Ok(());
+    }
+    // Still serving, on the same connection.
+    let (got, _) = exchange(&mut u, &[r#"{"id":21,"op":"hello"}"#.to_string()], 1, t)?;
+    ctx.check(
+        "CTRL-18",
+        got.first()
+            .is_some_and(|r| r["ok"] == json!(true) && r["id"] == 21),
+        "a normal answer to hello on the same connection after the long line",
+        format!("{got:?}"),
+    );
     keep_transcript(ctx, &u);
     ctx.pass();
     Ok(())

@@ -158,6 +158,23 @@ impl Upper {
         Ok(())
     }
 
+    /// Send raw bytes as they are (no line feed added), for tests of the control protocol's own
+    /// framing; the transcript records how many bytes and the first few, not all of them.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> Result<(), StepError> {
+        let head: String = String::from_utf8_lossy(&bytes[..bytes.len().min(32)]).into();
+        self.transcript
+            .push(format!("-> ({} raw bytes) {head:?}...", bytes.len()));
+        self.writer.write_all(bytes)?;
+        self.writer.flush()?;
+        Ok(())
+    }
+
+    /// Whether the channel is a TCP connection (a serial control line is too slow for a line of
+    /// many MiB).
+    pub fn is_tcp(&self) -> bool {
+        self.tcp.is_some()
+    }
+
     /// Read one response line within `timeout` (`None` when nothing complete arrived in time).
     pub fn read_line(&mut self, timeout: Duration) -> Result<Option<String>, StepError> {
         self.set_read_timeout(timeout.max(Duration::from_millis(1)))?;

@@ -6,7 +6,7 @@
 //! Every line gets exactly one answer ([CTRL-1]): a line that is not UTF-8 is a `BAD_REQUEST`
 //! like any other line that is not JSON ([CTRL-2]), and a line longer than [`MAX_LINE`] is
 //! answered `BAD_REQUEST` as soon as it passes the bound and then discarded up to its line feed
-//! without being buffered ([CTRL-6]), so a client cannot make the daemon hold more than one
+//! without being buffered ([CTRL-18], [CTRL-19], [CTRL-20]), so a client cannot make the daemon hold more than one
 //! bounded line.
 
 use std::net::SocketAddrV4;
@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::control::{self, ControlError, Request};
+use crate::Fault;
 
 /// The longest request line the reference accepts: [CTRL-5] asks for 1 MiB, and more for bytes
 /// sessions, whose largest message (16 MiB) is a 32 MiB `data_hex`; 64 KiB covers the rest of
@@ -34,15 +35,34 @@ pub(super) struct ControlCmd {
     pub(super) reply: oneshot::Sender<Result<Value, ControlError>>,
 }
 
+/// How a control client treats lines that cannot be requests: as the spec says, or with one of
+/// the self-test's faults.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Framing {
+    /// [`Fault::CtrlNonUtf8Hangup`].
+    pub(super) hangup_non_utf8: bool,
+    /// [`Fault::CtrlLongLineHangup`].
+    pub(super) hangup_long_line: bool,
+}
+
+impl Framing {
+    pub(super) fn new(faults: &[Fault]) -> Framing {
+        Framing {
+            hangup_non_utf8: faults.contains(&Fault::CtrlNonUtf8Hangup),
+            hangup_long_line: faults.contains(&Fault::CtrlLongLineHangup),
+        }
+    }
+}
+
 /// Accept control clients on `l` until the owner goes away; transient accept errors back off.
-pub(super) fn serve(l: TcpListener, tx: mpsc::Sender<ControlCmd>) {
+pub(super) fn serve(l: TcpListener, tx: mpsc::Sender<ControlCmd>, framing: Framing) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(10);
         loop {
             match l.accept().await {
                 Ok((stream, _)) => {
                     backoff = Duration::from_millis(10);
-                    tokio::spawn(client(stream, tx.clone()));
+                    tokio::spawn(client(stream, tx.clone(), framing));
                 }
                 Err(e) => {
                     tracing::warn!(%e, retry_in = ?backoff, "control: accept failed");
@@ -147,11 +167,18 @@ fn text(line: &Line) -> Result<&str, (Value, ControlError)> {
 }
 
 /// Serve one control client: JSON lines in, JSON lines out, in order.
-async fn client(stream: TcpStream, tx: mpsc::Sender<ControlCmd>) {
+async fn client(stream: TcpStream, tx: mpsc::Sender<ControlCmd>, framing: Framing) {
     let _ = stream.set_nodelay(true);
     let (r, mut w) = stream.into_split();
     let mut lines = LineReader::new(BufReader::new(r), MAX_LINE);
     while let Ok(Some(line)) = lines.next().await {
+        let hangup = match &line {
+            Line::TooLong => framing.hangup_long_line,
+            Line::Text(b) => framing.hangup_non_utf8 && std::str::from_utf8(b).is_err(),
+        };
+        if hangup {
+            return;
+        }
         let parsed = match text(&line) {
             Ok(t) if t.trim().is_empty() => continue,
             Ok(t) => control::parse_request(t),

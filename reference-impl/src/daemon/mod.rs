@@ -274,7 +274,7 @@ pub async fn run(
                 .await
                 .with_context(|| format!("control.tcp: cannot bind {addr}"))?;
             let local = l.local_addr()?;
-            ctl::serve(l, ctl_tx);
+            ctl::serve(l, ctl_tx, ctl::Framing::new(&faults));
             Some(local)
         }
         None => None,
