@@ -3,8 +3,11 @@
 //!
 //! Per case: PICS gate (NA), DUT alive (relaunched after a crash), capture started, body run
 //! (a panic in a case is a harness ERROR, never a DUT verdict), DUT checked for a crash during
-//! the case, evidence written, `results.jsonl` appended. A Ctrl-C stops after the current case
-//! and the report of what ran is still written.
+//! the case, evidence written, `results.jsonl` appended. Before the first case the DUT's
+//! reachability is probed (as `rig check` does); after [`MAX_ERRORS_IN_A_ROW`] ERRORs in a row
+//! the run stops. A Ctrl-C (or SIGTERM) stops after the current case. In each of these cases the
+//! report of what ran is still written, with its plan: what was planned, what ran, what did not,
+//! and why; an incomplete run exits 2 and says INCOMPLETE in every rendering.
 
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
@@ -17,7 +20,7 @@ use softbus_harness::capture::Capture;
 use softbus_harness::link::Transport;
 use softbus_harness::pics::{Expr, Pics};
 use softbus_harness::report::{
-    self, compare_with_baseline, CaseReport, LatencyReport, Provenance, ResultsLog, RunReport,
+    self, compare_with_baseline, CaseReport, LatencyReport, Plan, Provenance, ResultsLog, RunReport,
 };
 use softbus_harness::rig::Rig;
 use softbus_harness::verdict::{CaseOutcome, Verdict};
@@ -25,6 +28,10 @@ use softbus_harness::verdict::{CaseOutcome, Verdict};
 use crate::case::{Case, Ctx};
 use crate::tester::dut::DutHandle;
 use crate::tester::lower::StepError;
+
+/// After this many consecutive ERROR verdicts the run stops: the DUT or the rig is gone, and
+/// grinding through the rest would only repeat the same ERROR. The report says so.
+pub const MAX_ERRORS_IN_A_ROW: usize = 5;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -404,11 +411,40 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
     }
     let mut reports = Vec::new();
     let width = selected.len().to_string().len();
+    // Pre-flight: the rig check's probes, so that a DUT that cannot be reached costs one clear
+    // message rather than an ERROR per case.
+    let mut stopped = crate::tester::probe::reachable(&mut session.dut)
+        .err()
+        .map(|e| {
+            let why = format!(
+                "the DUT '{}' cannot be reached: {e}; `cargo xtask rig check {}` probes each part",
+                session.dut.dut.name,
+                opts.rig.display()
+            );
+            eprintln!("certify: {why}");
+            why
+        });
+    let mut errors_in_a_row = 0;
     for (i, case) in selected.iter().enumerate() {
-        if stop.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) || stopped.is_some() {
             break;
         }
         let r = session.run_case(case, i as u64);
+        // NA cases never touch the DUT, so they neither prove it is there nor that it is gone.
+        errors_in_a_row = match r.verdict {
+            Verdict::Error => errors_in_a_row + 1,
+            Verdict::Na => errors_in_a_row,
+            _ => 0,
+        };
+        if errors_in_a_row >= MAX_ERRORS_IN_A_ROW {
+            let why = format!(
+                "{MAX_ERRORS_IN_A_ROW} cases in a row ended in ERROR (the last: {}): the DUT or the \
+                 rig seems gone",
+                r.reason.chars().take(120).collect::<String>()
+            );
+            eprintln!("certify: stopping: {why}");
+            stopped = Some(why);
+        }
         if opts.progress {
             let extra = match (&r.latency, r.verdict) {
                 (Some(l), _) => format!(
@@ -460,7 +496,20 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
         dut: session.dut.dut.name.clone(),
         fault: opts.fault.clone(),
     };
-    let run = RunReport::new(provenance, reports);
+    let ran: std::collections::HashSet<&str> = reports.iter().map(|r| r.id.as_str()).collect();
+    let not_run: Vec<String> = selected
+        .iter()
+        .map(|c| c.id.to_string())
+        .filter(|id| !ran.contains(id.as_str()))
+        .collect();
+    let plan = Plan {
+        planned: selected.len(),
+        run: reports.len(),
+        interrupted: stop.load(Ordering::SeqCst) && !not_run.is_empty(),
+        not_run,
+        stopped,
+    };
+    let run = RunReport::with_plan(provenance, plan, reports);
     let written = run
         .write_all(&opts.report_dir)
         .map_err(|e| UsageError(format!("writing the report: {e}")))?;

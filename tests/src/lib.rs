@@ -80,6 +80,12 @@ impl Daemon {
         Control::connect(self.addr("control")?)
     }
 
+    /// Kill it now, as a device that loses power would stop.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

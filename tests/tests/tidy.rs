@@ -39,6 +39,10 @@ const LONG_FILES: &[(&str, &str)] = &[
         "issue 10: preambles and shared steps move to one module",
     ),
     (
+        "conformance/src/cases/ctrl.rs",
+        "issue 10: preambles and shared steps move to one module",
+    ),
+    (
         "conformance/src/cases/sess.rs",
         "issue 10: preambles and shared steps move to one module",
     ),

@@ -50,12 +50,13 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<u8> {
     Ok(exit_code(status(cmd)?))
 }
 
-/// `cargo run --quiet --release -p softbus-conformance --bin BIN -- ARGS`, status passed on.
+/// `cargo run --release -p softbus-conformance --bin BIN -- ARGS`, status passed on. Not
+/// `--quiet`: on a fresh clone the build takes minutes, and cargo's own progress is the only
+/// sign that something is happening.
 pub fn run_conformance_bin(bin: &str, args: &[String]) -> anyhow::Result<u8> {
     run(cargo()
         .args([
             "run",
-            "--quiet",
             "--release",
             "-p",
             "softbus-conformance",

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::json;
-use softbus::wire::frame::{Body, Frame};
 use softbus_conformance::tester::dut::DutHandle;
+use softbus_conformance::tester::probe::frame_probe;
 use softbus_harness::capture::{Capture, CaptureError};
-use softbus_harness::link::{DatagramLink, Transport};
+use softbus_harness::link::Transport;
 use softbus_harness::rig::{ControlKind, DutKind, Rig};
 
 struct Probe {
@@ -240,36 +240,5 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    }
-}
-
-/// A Noise HANDSHAKE_1 from a throwaway key over `link` must be answered.
-fn frame_probe(link: &dyn DatagramLink) -> Result<String, String> {
-    let id = softbus::Identity::from_secret([0x42; 32]);
-    let mut hs = softbus::crypto::noise_builder(&id)
-        .build_initiator()
-        .map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 256];
-    let n = hs.write_message(&[], &mut buf).map_err(|e| e.to_string())?;
-    let f = Frame {
-        conn_id: 0,
-        body: Body::Handshake1 {
-            sender_conn_id: 0x7e57_0001,
-            noise: buf[..n].to_vec(),
-        },
-    };
-    let peer = link.peer();
-    link.send(&f.to_vec()).map_err(|e| e.to_string())?;
-    let answer = link
-        .recv(Duration::from_secs(2))
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no answer from {peer} to a HANDSHAKE_1 within 2 s"))?;
-    match Frame::parse(&answer) {
-        Ok(Frame {
-            body: Body::Handshake2 { .. },
-            ..
-        }) => Ok(format!("{peer} answers HANDSHAKE_1")),
-        Ok(other) => Ok(format!("{peer} answers with {:?}", other.frame_type())),
-        Err(e) => Err(format!("{peer} answered with a malformed frame: {e}")),
     }
 }

@@ -137,7 +137,13 @@ fn spawn_announcing(argv: &[String], log: &Path, what: &str) -> Result<(Child, S
         .append(true)
         .open(log)
         .map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut child = Command::new(prog)
+    let mut cmd = Command::new(prog);
+    // Its own process group: a Ctrl-C in certify's terminal goes to certify's group only, so
+    // the harness's own shutdown never reaches the DUT (and never becomes a DUT verdict);
+    // `stop` still ends it, and its stdin closing ends it if certify dies.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd
         .args(args)
         // Stdin stays open while the handle lives: a launcher that dies (even by SIGKILL)
         // closes it, and a process run with --exit-on-stdin-eof then exits too.

@@ -1,9 +1,10 @@
 //! The two testers of ISO/IEC 9646's distributed method: the lower tester ([`lower`]) speaks
 //! SoftBus to the DUT over its transports, the upper tester ([`upper`]) drives the DUT through
-//! its tester control channel; [`dut`] launches and watches the DUT itself; [`clock`] is the
-//! lower tester's timebase for the TIME cases.
+//! its tester control channel; [`dut`] launches and watches the DUT itself; [`probe`] checks it
+//! can be reached; [`clock`] is the lower tester's timebase for the TIME cases.
 
 pub mod clock;
 pub mod dut;
 pub mod lower;
+pub mod probe;
 pub mod upper;

@@ -147,7 +147,11 @@ pub fn to_html(report: &RunReport) -> String {
         out,
         "<title>SoftBus conformance: {} ({})</title>",
         html_escape(&p.dut),
-        result_word(report.exit_code())
+        if report.plan.is_complete() {
+            result_word(report.exit_code())
+        } else {
+            "INCOMPLETE"
+        }
     );
     let _ = writeln!(out, "<style>{STYLE}</style>\n</head>\n<body>\n<main>");
 
@@ -167,7 +171,9 @@ pub fn to_html(report: &RunReport) -> String {
         html_escape(&p.finished_at),
         p.seed
     );
+    let incomplete = report.plan.incomplete_reason();
     let (cls, meaning) = match report.exit_code() {
+        _ if incomplete.is_some() => ("error", incomplete.as_deref().unwrap_or_default()),
         0 => ("pass", "every case PASS or NA"),
         1 => ("fail", "some cases FAIL or INCONC"),
         _ => ("error", "some cases ERROR: the rig or harness broke"),

@@ -133,14 +133,18 @@ pub fn to_junit_xml(report: &RunReport) -> String {
     let p = &report.provenance;
     let total_ms: u64 = report.cases.iter().map(|c| c.duration_ms).sum();
     let failures = s.fail + s.inconc;
+    // Cases planned but not run count as errors: a JUnit consumer must not show them green.
+    let not_run = report.plan.not_run.len();
+    let tests = s.total + not_run;
+    let errors = s.error + not_run;
     let name = format!("softbus-conformance.{}", p.dut);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
         "<testsuites name=\"softbus-conformance\" tests=\"{}\" failures=\"{failures}\" \
          errors=\"{}\" skipped=\"{}\" time=\"{}\">",
-        s.total,
-        s.error,
+        tests,
+        errors,
         s.na,
         seconds(total_ms)
     );
@@ -149,8 +153,8 @@ pub fn to_junit_xml(report: &RunReport) -> String {
         "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\" \
          skipped=\"{}\" time=\"{}\" timestamp=\"{}\" hostname=\"{}\">",
         xml_escape(&name),
-        s.total,
-        s.error,
+        tests,
+        errors,
         s.na,
         seconds(total_ms),
         xml_escape(&p.started_at),
@@ -173,6 +177,14 @@ pub fn to_junit_xml(report: &RunReport) -> String {
     if let Some(f) = &p.fault {
         props.push(("fault", f.clone()));
     }
+    if !report.plan.is_complete() {
+        props.push(("complete", "false".into()));
+        props.push(("interrupted", report.plan.interrupted.to_string()));
+        props.push(("planned", report.plan.planned.to_string()));
+        if let Some(why) = &report.plan.stopped {
+            props.push(("stopped", why.clone()));
+        }
+    }
     for (k, v) in props {
         let _ = writeln!(
             out,
@@ -183,6 +195,17 @@ pub fn to_junit_xml(report: &RunReport) -> String {
     out.push_str("    </properties>\n");
     for c in &report.cases {
         write_case(&mut out, c);
+    }
+    let why = report.plan.incomplete_reason().unwrap_or_default();
+    for id in &report.plan.not_run {
+        let _ = writeln!(
+            out,
+            "    <testcase name=\"{}\" classname=\"{}\" time=\"0\">\n      \
+             <error message=\"not run\" type=\"NOT_RUN\">{}</error>\n    </testcase>",
+            xml_escape(id),
+            xml_escape(classname(id)),
+            xml_escape(&why)
+        );
     }
     out.push_str("  </testsuite>\n</testsuites>\n");
     out

@@ -291,13 +291,71 @@ impl Summary {
     }
 }
 
-/// A whole run: provenance, every case, and the summary.
+/// What a run set out to do and how far it got. A report whose plan is not complete claims
+/// nothing about the cases it did not run: its exit status is 2 and every rendering says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Plan {
+    /// How many cases the run selected.
+    pub planned: usize,
+    /// How many of them ran (each has a verdict in `cases`).
+    pub run: usize,
+    /// The IDs of the selected cases that did not run, in plan order.
+    #[serde(default)]
+    pub not_run: Vec<String>,
+    /// The run was interrupted (SIGINT or SIGTERM) before the end of its plan.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// Why the harness stopped the run early, when it did (the DUT cannot be reached, or stopped
+    /// answering).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
+impl Plan {
+    /// A plan that ran every one of `planned` cases.
+    pub fn complete(planned: usize) -> Plan {
+        Plan {
+            planned,
+            run: planned,
+            ..Plan::default()
+        }
+    }
+
+    /// Whether every planned case ran.
+    pub fn is_complete(&self) -> bool {
+        self.not_run.is_empty() && !self.interrupted && self.stopped.is_none()
+    }
+
+    /// One line for an incomplete run (`None` when it is complete).
+    pub fn incomplete_reason(&self) -> Option<String> {
+        if self.is_complete() {
+            return None;
+        }
+        let why = match (&self.stopped, self.interrupted) {
+            (Some(s), _) => s.clone(),
+            (None, true) => "interrupted".to_string(),
+            (None, false) => "stopped early".to_string(),
+        };
+        Some(format!(
+            "INCOMPLETE: {} of {} planned cases ran ({why}); the {} not run have no verdict",
+            self.run,
+            self.planned,
+            self.not_run.len()
+        ))
+    }
+}
+
+/// A whole run: provenance, the plan, every case, and the summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     /// Always [`SCHEMA_VERSION`] when written by this harness.
     pub schema_version: u32,
     /// Where the run came from.
     pub provenance: Provenance,
+    /// What the run set out to do and how far it got (reports older than the field read as
+    /// complete).
+    #[serde(default)]
+    pub plan: Plan,
     /// Case results, in run order.
     pub cases: Vec<CaseReport>,
     /// Counts by verdict (derived from `cases`).
@@ -307,18 +365,31 @@ pub struct RunReport {
 impl RunReport {
     /// A report of the current schema version with the summary computed from `cases`.
     pub fn new(provenance: Provenance, cases: Vec<CaseReport>) -> RunReport {
+        let plan = Plan::complete(cases.len());
+        RunReport::with_plan(provenance, plan, cases)
+    }
+
+    /// A report of a run that followed `plan` (which may not be complete).
+    pub fn with_plan(provenance: Provenance, plan: Plan, cases: Vec<CaseReport>) -> RunReport {
         let summary = Summary::from_cases(&cases);
         RunReport {
             schema_version: SCHEMA_VERSION,
             provenance,
+            plan,
             cases,
             summary,
         }
     }
 
-    /// The run's exit status: 0 all PASS or NA, 1 any FAIL or INCONC, 2 any ERROR.
+    /// The run's exit status: 0 all PASS or NA, 1 any FAIL or INCONC, 2 any ERROR, and 2 for a
+    /// run that did not complete its plan whatever its verdicts (it certifies nothing).
     pub fn exit_code(&self) -> i32 {
-        Verdict::exit_code(self.cases.iter().map(|c| c.verdict))
+        let verdicts = Verdict::exit_code(self.cases.iter().map(|c| c.verdict));
+        if self.plan.is_complete() {
+            verdicts
+        } else {
+            verdicts.max(2)
+        }
     }
 
     /// The report as pretty JSON.
@@ -488,6 +559,54 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::*;
     use super::*;
+
+    #[test]
+    fn an_incomplete_run_certifies_nothing_in_any_rendering() {
+        let cases = vec![case("a.one", Verdict::Pass), case("a.two", Verdict::Na)];
+        let plan = Plan {
+            planned: 5,
+            run: 2,
+            not_run: vec!["a.three".into(), "a.four".into(), "a.five".into()],
+            interrupted: true,
+            stopped: None,
+        };
+        let r = RunReport::with_plan(provenance(), plan, cases);
+        assert_eq!(
+            r.exit_code(),
+            2,
+            "every verdict PASS/NA, but the run is incomplete"
+        );
+        let text = summary::summary_table(&r);
+        assert!(
+            text.contains("INCOMPLETE: 2 of 5 planned cases ran (interrupted)"),
+            "{text}"
+        );
+        assert!(!text.contains("all PASS or NA"), "{text}");
+        assert!(text.contains("not run: a.three, a.four, a.five"), "{text}");
+        let xml = junit::to_junit_xml(&r);
+        assert_eq!(xml.matches("type=\"NOT_RUN\"").count(), 3, "{xml}");
+        assert!(
+            xml.contains("tests=\"5\" failures=\"0\" errors=\"3\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<property name=\"interrupted\" value=\"true\"/>"),
+            "{xml}"
+        );
+        let html = html::to_html(&r);
+        assert!(html.contains("INCOMPLETE"), "the HTML says so");
+        let back: RunReport = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(back, r);
+        assert!(r.to_json().contains("\"interrupted\": true"));
+    }
+
+    #[test]
+    fn a_report_written_before_the_plan_field_reads_as_complete() {
+        let mut v: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+        v.as_object_mut().unwrap().remove("plan");
+        let back: RunReport = serde_json::from_value(v).unwrap();
+        assert!(back.plan.is_complete());
+    }
 
     #[test]
     fn summary_counts_and_exit_code() {

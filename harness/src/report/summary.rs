@@ -110,12 +110,34 @@ pub fn summary_table(report: &RunReport) -> String {
         let _ = writeln!(out, "  {:<8}{:>6}", v.as_str(), s.count(v));
     }
     let _ = writeln!(out, "  {:<8}{:>6}", "total", s.total);
-    let meaning = match report.exit_code() {
-        0 => "all PASS or NA",
-        1 => "some FAIL or INCONC",
+    let meaning = match (report.exit_code(), report.plan.is_complete()) {
+        (_, false) => "the run is incomplete: it certifies nothing",
+        (0, _) => "all PASS or NA",
+        (1, _) => "some FAIL or INCONC",
         _ => "some ERROR: the rig or harness broke",
     };
     let _ = writeln!(out, "  exit status {} ({meaning})", report.exit_code());
+    if let Some(why) = report.plan.incomplete_reason() {
+        let _ = writeln!(out, "\n  {why}");
+        let shown: Vec<&str> = report
+            .plan
+            .not_run
+            .iter()
+            .take(8)
+            .map(String::as_str)
+            .collect();
+        let more = report.plan.not_run.len().saturating_sub(shown.len());
+        let _ = writeln!(
+            out,
+            "  not run: {}{}",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
 
     let not_passing: Vec<&CaseReport> = report
         .cases
