@@ -27,14 +27,6 @@ const LONG_FILES: &[(&str, &str)] = &[
         "issue 10: splits into advert / responder / probe, tests beside it",
     ),
     (
-        "harness/src/rig.rs",
-        "issue 10: splits into schema / PIXIT / validation / ports",
-    ),
-    (
-        "harness/src/znp/emulator.rs",
-        "issue 10: splits by the layers its header names",
-    ),
-    (
         "conformance/src/cases/err.rs",
         "issue 10: preambles and shared steps move to one module",
     ),
