@@ -74,6 +74,84 @@ impl InvalidPicsName {
     }
 }
 
+/// Every PICS name the suite knows, with what declaring it `true` claims. A rig that declares
+/// another name is refused ([`crate::rig::Rig::load`]): a typo (`PREM`) would otherwise turn
+/// every case gated on the real name NA without a word. The conformance crate's tests check
+/// that every name a case's PICS expression uses is listed here.
+pub const KNOWN: &[(&str, &str)] = &[
+    ("DISC_COAP", "CoAP discovery on IP (spec 3)"),
+    ("PAIR_PIN", "PIN pairing with SPAKE2 (spec 5)"),
+    (
+        "SESS_MESSAGE",
+        "message sessions: reliable, ordered (spec 9)",
+    ),
+    (
+        "SESS_BYTES",
+        "bytes sessions: reliable, large, fragmented (spec 9)",
+    ),
+    (
+        "SESS_STREAM",
+        "stream sessions: unreliable, latest-wins (spec 9.4)",
+    ),
+    ("PERM", "permission requests and grants (spec 11)"),
+    ("PERM_SCOPE_ONCE", "the `once` permission scope (spec 11.3)"),
+    (
+        "PERM_SCOPE_SESSION",
+        "the `session` permission scope (spec 11.3)",
+    ),
+    (
+        "PERM_SCOPE_UNTIL_REVOKED",
+        "the `until_revoked` permission scope (spec 11.3)",
+    ),
+    (
+        "LIVE_HEARTBEAT",
+        "heartbeats and device-lost events (spec 12)",
+    ),
+    ("CTRL", "the tester control protocol (spec 14)"),
+    ("TRANSPORT_UDP", "SoftBus over UDP (spec 2.1)"),
+    ("TRANSPORT_TCP", "SoftBus over TCP (spec 2.1)"),
+    ("TRANSPORT_BLE", "SoftBus over Bluetooth LE (spec 16.3)"),
+    ("TRANSPORT_ZIGBEE", "SoftBus over Zigbee (spec 16.2)"),
+    (
+        "BRIDGE_ZCL",
+        "bridges ZCL devices as capabilities (spec 10.3)",
+    ),
+    (
+        "TIME",
+        "clock synchronization and timed stream playout (spec 17)",
+    ),
+];
+
+/// Whether `name` is in [`KNOWN`].
+pub fn is_known(name: &str) -> bool {
+    KNOWN.iter().any(|(k, _)| *k == name)
+}
+
+/// The known PICS name closest to `name` (edit distance at most 3), for "did you mean".
+pub fn nearest_known(name: &str) -> Option<&'static str> {
+    KNOWN
+        .iter()
+        .map(|(k, _)| (edit_distance(name, k), *k))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over bytes (PICS names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// A DUT's PICS: feature name to "implemented?".
 ///
 /// Serialises as a plain map (`{"DISC_COAP": true, ...}`), sorted by name.
@@ -604,6 +682,15 @@ impl Parser<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_misspelt_name_finds_the_known_one() {
+        assert_eq!(nearest_known("PREM"), Some("PERM"));
+        assert_eq!(nearest_known("SESS_MESAGE"), Some("SESS_MESSAGE"));
+        assert_eq!(nearest_known("TRANSPORT_UPD"), Some("TRANSPORT_UDP"));
+        assert_eq!(nearest_known("SOMETHING_ELSE_ENTIRELY"), None);
+        assert!(is_known("TIME") && !is_known("PREM"));
+    }
+
     use super::*;
 
     fn pics(pairs: &[(&str, bool)]) -> Pics {

@@ -108,3 +108,24 @@ pub fn on_own_transport() -> Vec<Case> {
     v.extend(time::cases());
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use softbus_harness::pics::{is_known, Expr};
+
+    /// A rig may declare only the PICS names the harness knows; so every name a case consults
+    /// must be among them, or no rig could ever make that case apply.
+    #[test]
+    fn every_pics_name_a_case_consults_is_known_to_the_harness() {
+        for c in super::all() {
+            let expr = Expr::parse(c.pics).unwrap_or_else(|e| panic!("{}: {e}", c.id));
+            for name in expr.names() {
+                assert!(
+                    is_known(name),
+                    "{} consults PICS `{name}`, which harness::pics::KNOWN lacks",
+                    c.id
+                );
+            }
+        }
+    }
+}

@@ -445,3 +445,17 @@ fn key_path_parser_round_trips() {
     ];
     assert_eq!(parse_simple_path(&render_path(&p)), p);
 }
+
+#[test]
+fn an_unknown_pics_name_is_refused_with_its_place_and_the_nearest_known_name() {
+    let (key, line, msg) =
+        invalid(&MINIMAL.replace("DISC_COAP = true", "DISC_COAP = true\nPREM = true"));
+    assert_eq!(key, "dut[0].pics.PREM", "{msg}");
+    assert_eq!(line, Some(15), "{msg}");
+    assert!(msg.contains("rigs/test.toml"), "{msg}");
+    assert!(msg.contains("unknown PICS name `PREM`"), "{msg}");
+    assert!(msg.contains("did you mean `PERM`?"), "{msg}");
+    // Far from every known name: the list instead.
+    let (_, _, msg) = invalid(&MINIMAL.replace("DISC_COAP = true", "QUANTUM_TUNNEL = true"));
+    assert!(msg.contains("the suite knows DISC_COAP, PAIR_PIN"), "{msg}");
+}

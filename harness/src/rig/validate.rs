@@ -231,6 +231,28 @@ impl Dut {
         at: &dyn Fn(&[&str]) -> Vec<Seg>,
     ) -> Result<(), RigError> {
         let virt = self.kind == DutKind::Virtual;
+        if let Some(pics) = &self.pics {
+            if let Some((name, _)) = pics.iter().find(|(n, _)| !crate::pics::is_known(n)) {
+                let hint = match crate::pics::nearest_known(name) {
+                    Some(k) => format!("did you mean `{k}`?"),
+                    None => format!(
+                        "the suite knows {}",
+                        crate::pics::KNOWN
+                            .iter()
+                            .map(|(k, _)| *k)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                return Err(src.invalid(
+                    &at(&["pics", name]),
+                    format!(
+                        "unknown PICS name `{name}`: no case would ever consult it, so the \
+                         feature it means would be judged as not declared; {hint}"
+                    ),
+                ));
+            }
+        }
         if !valid_dut_name(&self.name) {
             return Err(src.invalid(
                 &at(&["name"]),
