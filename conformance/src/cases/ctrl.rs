@@ -6,7 +6,13 @@
 //! >
 //! > [CTRL-2] A DUT MUST answer a line that is not a JSON object, or an object without a string
 //! > `op`, with error code `BAD_REQUEST` (and `id` null when the line has no usable `id`), and a
-//! > request whose `op` it does not know with error code `UNKNOWN_OP`.
+//! > request whose `op` it does not know with error code `UNKNOWN_OP`. A line that is not valid
+//! > UTF-8 is not a JSON object [...]: it is answered `BAD_REQUEST` with `id` null, and the
+//! > connection goes on.
+//! >
+//! > [CTRL-18] A DUT MUST answer a request line longer than the longest it accepts with error
+//! > code `BAD_REQUEST` and `id` null, once, discard the line up to its line feed, and go on
+//! > serving the connection.
 //! >
 //! > [CTRL-9] A DUT MUST answer `reset` only after it has discarded all its connections (without
 //! > sending CLOSE), handshakes, sessions, pairing attempts, pending prompts and grants, emptied
@@ -17,7 +23,7 @@
 //! > members listed and consecutive `seq` values, and keep at least the 1024 most recent events.
 //!
 //! (and CTRL-3, 7, 11, 14, 16, ID-3: see each case's requirement list. [CTRL-4], [CTRL-5],
-//! [CTRL-8] and [CTRL-13] are SHOULDs and are not judged.)
+//! [CTRL-8], [CTRL-13], [CTRL-19] and [CTRL-20] are SHOULDs and are not judged.)
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
