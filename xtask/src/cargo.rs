@@ -50,26 +50,46 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<u8> {
     Ok(exit_code(status(cmd)?))
 }
 
-/// `cargo run --release -p softbus-conformance --bin BIN -- ARGS`, status passed on. Not
-/// `--quiet`: on a fresh clone the build takes minutes, and cargo's own progress is the only
-/// sign that something is happening.
+/// `cargo run --release -p softbus-conformance --bin BIN -- ARGS`, status passed on.
 pub fn run_conformance_bin(bin: &str, args: &[String]) -> anyhow::Result<u8> {
-    run(cargo()
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "softbus-conformance",
-            "--bin",
-            bin,
-            "--",
-        ])
-        .args(args))
+    run(&mut conformance_bin(bin, args))
+}
+
+/// The command behind [`run_conformance_bin`]. Not `--quiet`: on a fresh clone the build takes
+/// minutes, and cargo's own progress is the only sign that something is happening.
+fn conformance_bin(bin: &str, args: &[String]) -> Command {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "softbus-conformance",
+        "--bin",
+        bin,
+        "--",
+    ])
+    .args(args);
+    cmd
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certify_shows_the_build_progress() {
+        let cmd = conformance_bin("certify", &["--filter".into(), "SB-HS".into()]);
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let (build, run) = args.split_at(args.iter().position(|a| a == "--").unwrap());
+        assert!(
+            !build.iter().any(|a| a == "--quiet" || a == "-q"),
+            "{args:?}"
+        );
+        assert_eq!(run, ["--", "--filter", "SB-HS"]);
+    }
 
     #[test]
     fn root_is_the_workspace() {
