@@ -1442,14 +1442,7 @@ fn conn_id_not_address(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
 fn tcp_framing(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     ctx.fresh_dut()?;
     let t = ctx.timeout();
-    let Some(ep) = ctx.dut.dut.tcp.clone() else {
-        return Err(StepError::Unexpected(
-            "the rig names no [dut.tcp] endpoint although the PICS claim TCP".into(),
-        ));
-    };
-    let addr = ep.socket_addrs()?.into_iter().next().ok_or_else(|| {
-        StepError::Unexpected(format!("{}:{} resolves to nothing", ep.host, ep.port))
-    })?;
+    let addr = dut_tcp_addr(ctx)?;
     let mut lt = ctx.lower()?;
     let mut s = TcpStream::connect_timeout(&addr, t)?;
     s.set_read_timeout(Some(t))?;
@@ -1509,14 +1502,7 @@ const TCP_BATCH: usize = 1_000;
 fn tcp_fuzzed_input(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     const FRAMES: usize = 10_000;
     let t = ctx.timeout();
-    let Some(ep) = ctx.dut.dut.tcp.clone() else {
-        return Err(StepError::Unexpected(
-            "the rig names no [dut.tcp] endpoint although the PICS claim TCP".into(),
-        ));
-    };
-    let addr = ep.socket_addrs()?.into_iter().next().ok_or_else(|| {
-        StepError::Unexpected(format!("{}:{} resolves to nothing", ep.host, ep.port))
-    })?;
+    let addr = dut_tcp_addr(ctx)?;
     let mut lt = ctx.lower()?;
     let mut s = TcpStream::connect_timeout(&addr, t)?;
     s.set_nodelay(true)?;
@@ -1653,6 +1639,18 @@ fn read_tcp_frame_or_skip(s: &mut TcpStream) -> std::io::Result<Option<Frame>> {
     let mut f = vec![0u8; usize::from(u16::from_be_bytes(len))];
     s.read_exact(&mut f)?;
     Ok(Frame::parse(&f).ok())
+}
+
+/// The DUT's TCP frame address from the rig.
+fn dut_tcp_addr(ctx: &Ctx<'_>) -> Result<SocketAddr, StepError> {
+    let Some(ep) = ctx.dut.dut.tcp.clone() else {
+        return Err(StepError::Unexpected(
+            "the rig names no [dut.tcp] endpoint although the PICS claim TCP".into(),
+        ));
+    };
+    ep.socket_addrs()?.into_iter().next().ok_or_else(|| {
+        StepError::Unexpected(format!("{}:{} resolves to nothing", ep.host, ep.port))
+    })
 }
 
 /// A length-prefixed HANDSHAKE_1 with sender conn_id `id`.
