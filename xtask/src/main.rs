@@ -8,6 +8,7 @@
 //! | `cargo xtask fixtures [--accept]` | regenerate golden fixtures and snapshots, show what changed, accept it |
 //! | `cargo xtask spec-coverage [ARGS]` | which spec requirements have cases |
 //! | `cargo xtask rig [ARGS]` | check and inspect rig files |
+//! | `cargo xtask fuzz list\|run T\|cmin T` | fuzz a decoder with libFuzzer (nightly), keep the corpus that `cargo xtask test` replays |
 //! | `cargo xtask bench [ARGS]` | latency and throughput of the reference over loopback UDP, the serial Zigbee line, and SoftBus over UDP, Zigbee and BLE on the virtual rig, each next to a baseline and the physical floor |
 //!
 //! Exit status: the forwarded command's status (0 pass, 1 fail, 2 error or usage); xtask's own
@@ -17,6 +18,7 @@ mod bench;
 mod cargo;
 mod certify;
 mod fixtures;
+mod fuzz;
 mod rig;
 mod setup;
 mod spec_coverage;
@@ -62,6 +64,8 @@ enum Command {
     /// UDP, Zigbee and BLE on the virtual rig (forwards ARGS; `--help` lists them).
     #[command(disable_help_flag = true)]
     Bench(Forwarded),
+    /// Fuzz the decoders with libFuzzer (nightly, cargo-fuzz) and keep the replayed corpus.
+    Fuzz(fuzz::Options),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::SpecCoverage(f) => spec_coverage::run(&f.args),
         Command::Rig(f) => rig::run(&f.args),
         Command::Bench(f) => bench::run(&f.args),
+        Command::Fuzz(o) => fuzz::run(&o),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -61,6 +61,7 @@ pub const LINK_GENERIC: &[&str] = &[
     "SB-LIVE-002",
     "SB-ERR-002",
     "SB-ERR-003",
+    "SB-ERR-006",
     "SB-CAP-001",
     "SB-LAT-001",
     "SB-LAT-002",

@@ -1,0 +1,3 @@
+//! libFuzzer front end of [`softbus_fuzz::coap`].
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| softbus_fuzz::coap(data));
