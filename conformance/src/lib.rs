@@ -19,3 +19,4 @@ pub mod coverage;
 pub mod run;
 pub mod spec;
 pub mod tester;
+pub mod variant;

@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub baseline: Option<PathBuf>,
     /// Fault for the virtual DUT.
     pub fault: Option<String>,
+    /// Legal variant for the virtual DUT ([`crate::variant::Variant::parse`]).
+    pub variant: Option<String>,
     /// Seed (random when `None`).
     pub seed: Option<u64>,
     /// Print a progress line per case.
@@ -133,6 +135,18 @@ impl Session {
         dir: &Path,
         seed: u64,
     ) -> Result<Session, UsageError> {
+        Session::open_with(rig_path, dut, fault, None, dir, seed)
+    }
+
+    /// [`Session::open`] with a legal variant of a virtual DUT's behaviour.
+    pub fn open_with(
+        rig_path: &Path,
+        dut: Option<&str>,
+        fault: Option<String>,
+        variant: Option<&crate::variant::Variant>,
+        dir: &Path,
+        seed: u64,
+    ) -> Result<Session, UsageError> {
         let rig = Rig::load(rig_path).map_err(|e| UsageError(e.to_string()))?;
         let d = rig
             .select_dut(dut)
@@ -149,7 +163,16 @@ impl Session {
                 rig_path.display()
             )));
         }
+        if variant.is_some() && d.kind != softbus_harness::rig::DutKind::Virtual {
+            return Err(UsageError(format!(
+                "--variant applies only to virtual DUTs (the harness cannot vary a device it does \
+                 not launch); '{}' in {} is external",
+                d.name,
+                rig_path.display()
+            )));
+        }
         let mut handle = DutHandle::new(&d, fault, dir).map_err(UsageError)?;
+        handle.overrides = variant.map(|v| v.overrides()).unwrap_or_default();
         handle.ensure_running().map_err(UsageError)?;
         Ok(Session {
             rig,
@@ -354,6 +377,13 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
             .unwrap_or(1)
     });
     let started_at = report::rfc3339_utc(SystemTime::now());
+    let variant = match &opts.variant {
+        Some(v) => Some(
+            crate::variant::Variant::parse(v, seed)
+                .map_err(|e| UsageError(format!("--variant: {e}")))?,
+        ),
+        None => None,
+    };
     let selected: Vec<&Case> = cases
         .iter()
         .filter(|c| matches_filter(c, opts.filter.as_deref()))
@@ -377,10 +407,11 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
         Some(p) => Some(RunReport::read(p).map_err(|e| UsageError(format!("--baseline: {e}")))?),
         None => None,
     };
-    let mut session = Session::open(
+    let mut session = Session::open_with(
         &opts.rig,
         opts.dut.as_deref(),
         opts.fault.clone(),
+        variant.as_ref(),
         &opts.report_dir,
         seed,
     )?;
@@ -408,6 +439,9 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
                 .map(|f| format!(", fault {f}"))
                 .unwrap_or_default()
         );
+        if let Some(v) = &variant {
+            println!("legal variant {}: {}", v.name, v.describe());
+        }
     }
     let mut reports = Vec::new();
     let width = selected.len().to_string().len();
@@ -495,6 +529,9 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
         finished_at: report::rfc3339_utc(SystemTime::now()),
         dut: session.dut.dut.name.clone(),
         fault: opts.fault.clone(),
+        variant: variant
+            .as_ref()
+            .map(|v| format!("{} ({})", v.name, v.describe())),
     };
     let ran: std::collections::HashSet<&str> = reports.iter().map(|r| r.id.as_str()).collect();
     let not_run: Vec<String> = selected

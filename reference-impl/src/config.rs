@@ -11,7 +11,8 @@
 //! prompt_timeout_ms = 30000
 //! heartbeat_interval_ms = 1000
 //! lockout_ms = 30000
-//! mtu = 1400
+//! mtu = 1400                       # link MTU, 256..=65535, announced as HELLO max_frame
+//! max_message = 65536              # optional: announced in SESSION_ACCEPT, 1024 or more
 //! services = ["echo", "sink"]
 //!
 //! [[capability]]
@@ -123,6 +124,10 @@ pub struct DeviceSection {
     /// Link MTU.
     #[serde(default = "default_mtu")]
     pub mtu: usize,
+    /// The max_message announced in SESSION_ACCEPT, 1024 or more ([SESS-8]); absent: each
+    /// kind's limit (64 KiB for message and stream sessions, 16 MiB for bytes).
+    #[serde(default)]
+    pub max_message: Option<usize>,
     /// Offered services.
     #[serde(default = "default_services")]
     pub services: Vec<String>,
@@ -461,6 +466,15 @@ impl DaemonConfig {
         if !(256..=65535).contains(&d.mtu) {
             return Err(format!("device.mtu: {} is outside 256..=65535", d.mtu));
         }
+        if let Some(m) = d
+            .max_message
+            .filter(|m| *m < crate::endpoint::MIN_MAX_MESSAGE)
+        {
+            return Err(format!(
+                "device.max_message: {m} is below {}, the least a device may announce",
+                crate::endpoint::MIN_MAX_MESSAGE
+            ));
+        }
         for (i, s) in d.services.iter().enumerate() {
             if s.is_empty() || s.len() > 64 {
                 return Err(format!("device.services[{i}]: must be 1..=64 bytes"));
@@ -514,6 +528,7 @@ impl DaemonConfig {
             name: d.name.clone(),
             hb_interval: Duration::from_millis(d.heartbeat_interval_ms),
             mtu: d.mtu,
+            max_message: d.max_message,
             prompt_timeout: Duration::from_millis(d.prompt_timeout_ms),
             capabilities: self.capabilities.clone(),
             services: d.services.clone(),
@@ -572,6 +587,13 @@ udp = "127.0.0.1:0"
             .unwrap_err()
             .to_string();
         assert!(e.contains("nmae"), "{e}");
+        let e = load_str(&GOOD.replace("name = \"spk\"", "name = \"spk\"\nmax_message = 1000"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("device.max_message: 1000 is below 1024"), "{e}");
+        let c = load_str(&GOOD.replace("name = \"spk\"", "name = \"spk\"\nmax_message = 2048"))
+            .unwrap();
+        assert_eq!(c.endpoint_config(Vec::new()).max_message, Some(2048));
     }
 
     const BRIDGE: &str = r#"

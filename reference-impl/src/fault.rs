@@ -64,6 +64,8 @@ faults! {
     AcceptWrongPin = "accept-wrong-pin", "PAIR-7,PAIR-9", "pairs even when the initiator's confirmation (PIN) is wrong";
     /// A frame larger than the link MTU crashes the daemon.
     OversizedCrash = "oversized-crash", "FRAME-4,ERR-6", "crashes on a frame larger than the link MTU";
+    /// One capability fewer in CAP_LIST than fits.
+    CapListDropsLast = "cap-list-drops-last", "CAP-12,CAP-2", "leaves the last capability out of every CAP_LIST, though it fits";
     /// Messages over the channel limit are accepted.
     AcceptOversizedMessage = "accept-oversized-message", "SESS-14,SESS-13", "accepts a message larger than the channel's size limit";
     /// Sessions to services that do not exist are accepted.

@@ -575,3 +575,55 @@ fn forged_handshake_frames_do_not_touch_an_established_connection() {
         .iter()
         .any(|e| matches!(e, Event::Disconnected { peer, .. } if *peer == ida)));
 }
+
+/// A device that announces a smaller max_message ([SESS-8] allows anything from 1024 to the
+/// kind's limit) gets it respected by the peer ([SESS-13]) and enforces it itself ([SESS-14]).
+#[test]
+fn a_smaller_max_message_is_announced_respected_and_enforced() {
+    let b_cfg = Config {
+        max_message: Some(2048),
+        ..config("b", Some("123456"))
+    };
+    let a_cfg = Config {
+        faults: vec![softbus::Fault::AcceptOversizedMessage],
+        ..config("a", None)
+    };
+    let mut p = Pair::new(config("a", None), b_cfg.clone());
+    p.pair_and_connect();
+    let (_, idb) = p.ids();
+    let sid =
+        p.a.open_session(p.now, idb, "echo", ChannelKind::Message, Qos::Interactive)
+            .unwrap();
+    p.drive();
+    p.take_a();
+    p.a.send(p.now, idb, sid, &[1u8; 2048]).unwrap();
+    let refused = p.a.send(p.now, idb, sid, &[1u8; 2049]);
+    assert!(
+        matches!(
+            refused,
+            Err(softbus::endpoint::ApiError::TooLarge { limit: 2048, .. })
+        ),
+        "{refused:?}"
+    );
+    p.drive();
+    assert!(p
+        .take_a()
+        .iter()
+        .any(|e| matches!(e, Event::Message { data, .. } if data.len() == 2048)));
+
+    // A sender that ignores the limit gets the session closed with MESSAGE_TOO_LARGE.
+    let mut p = Pair::new(a_cfg, b_cfg);
+    p.pair_and_connect();
+    let (_, idb) = p.ids();
+    let sid =
+        p.a.open_session(p.now, idb, "echo", ChannelKind::Message, Qos::Interactive)
+            .unwrap();
+    p.drive();
+    p.a.send(p.now, idb, sid, &[1u8; 2049]).unwrap();
+    p.drive();
+    assert!(p.take_a().iter().any(|e| matches!(
+        e,
+        Event::SessionClosed { session_id, code: Code::MessageTooLarge, by_peer: true, .. }
+            if *session_id == sid
+    )));
+}

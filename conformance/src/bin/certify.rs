@@ -47,6 +47,11 @@ struct Args {
     /// Launch the virtual DUT with this fault (see `softbusd --fault list`).
     #[arg(long, value_name = "NAME")]
     fault: Option<String>,
+    /// Launch the virtual DUT with a legal variant of its behaviour: a named one (smallest,
+    /// largest, mtu-256, mtu-1024, mtu-4096, max-message-1024), `random` (drawn with the seed), or
+    /// settings `device.mtu=1024,device.max_message=2048`. Every case must still pass.
+    #[arg(long, value_name = "VARIANT")]
+    variant: Option<String>,
     /// Seed for every random choice (logged in the report); random by default.
     #[arg(long)]
     seed: Option<u64>,
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
         report_dir,
         baseline: args.baseline,
         fault: args.fault.filter(|f| f != "none"),
+        variant: args.variant,
         seed: args.seed,
         progress: !args.quiet,
         transports: args.transport,

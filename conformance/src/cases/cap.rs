@@ -15,7 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use softbus::wire::msg::{MsgBody, Scope};
+use softbus::wire::frame::RECORD_OVERHEAD;
+use softbus::wire::msg::{Message, MsgBody, Scope};
 use softbus::wire::Code;
 
 use crate::case::{Case, Ctx};
@@ -40,7 +41,7 @@ pub fn cases() -> Vec<Case> {
         Case {
             id: "SB-CAP-001",
             title: "answers every CAP_QUERY within 500 ms with one valid CAP_LIST of distinct names and the PIXIT kinds",
-            requirements: &["CAP-1", "CAP-2"],
+            requirements: &["CAP-1", "CAP-2", "CAP-12"],
             pics: "true",
             pixit: &["capabilities"],
             transport: "udp",
@@ -189,12 +190,40 @@ fn cap_list_valid(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
                 format!("{:?}", caps.iter().map(|c| &c.name).collect::<Vec<_>>()),
             );
             let kinds: BTreeSet<&str> = caps.iter().map(|c| c.kind.as_str()).collect();
-            let declared: BTreeSet<&str> =
-                ctx.pixit.capabilities.iter().map(String::as_str).collect();
+            let pixit_kinds = ctx.pixit.capabilities.clone();
+            let declared: BTreeSet<&str> = pixit_kinds.iter().map(String::as_str).collect();
+            // A kind the PIXIT declares may be missing only when not even its smallest entry
+            // fits the record within the frame size ([CAP-12]: a small MTU is legal).
+            let limit = c.max_frame();
+            let record = RECORD_OVERHEAD
+                + Message {
+                    rseq: 1,
+                    body: MsgBody::CapList {
+                        req_id: 0x11,
+                        cbor: cbor.clone(),
+                    },
+                }
+                .buffer_len();
+            let (cut, could_fit): (Vec<&str>, Vec<&str>) = declared
+                .difference(&kinds)
+                .copied()
+                .partition(|k| record + smallest_entry(k) > limit);
+            if !cut.is_empty() {
+                ctx.note(format!(
+                    "kinds {cut:?} not listed: the {record}-byte CAP_LIST record has no room for \
+                     them within the frame size {limit} ([CAP-12])"
+                ));
+            }
+            ctx.check(
+                "CAP-12",
+                could_fit.is_empty(),
+                "every PIXIT kind listed that fits the CAP_LIST record",
+                format!("{could_fit:?} left out of a {record}-byte record, limit {limit}"),
+            );
             ctx.check(
                 "CAP-2",
-                kinds == declared,
-                format!("capabilities of exactly the kinds the PIXIT declares: {declared:?}"),
+                kinds.is_subset(&declared),
+                format!("capabilities only of the kinds the PIXIT declares: {declared:?}"),
                 format!("{kinds:?} ({caps:?})"),
             );
             ctx.note(format!("CAP_LIST: {caps:?}"));
@@ -211,6 +240,17 @@ fn cap_list_valid(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     );
     ctx.pass();
     Ok(())
+}
+
+/// Bytes one capability entry of `kind` adds to a CAP_LIST at the least: a one-byte name and
+/// zero metrics (the array header may grow by a byte too).
+fn smallest_entry(kind: &str) -> usize {
+    let one = softbus::capability::encode_list(&[softbus::capability::Capability {
+        name: "x".into(),
+        kind: kind.into(),
+        metrics: softbus::capability::Metrics::default(),
+    }]);
+    one.len() - 1
 }
 
 fn unknown_capability_refused(ctx: &mut Ctx<'_>) -> Result<(), StepError> {

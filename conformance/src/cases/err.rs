@@ -188,33 +188,50 @@ fn mtu_frames(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         "link MTU taken from the DUT's HELLO max_frame: {mtu}"
     ));
     let before = must_counters(ctx)?;
-    // Exactly the MTU.
-    let r = c.next_rseq;
-    c.next_rseq += 1;
-    let payload = vec![0x5A; mtu - DATA_RECORD];
-    let f = c.seal(&Message {
-        rseq: r,
-        body: data_body(sid, 1, &payload),
-    });
-    debug_assert_eq!(f.len(), mtu);
-    c.send_raw(&f)?;
-    let got = ctx.must(
-        "FRAME-4",
-        &format!("the echo of a {mtu}-byte frame (exactly the link MTU)"),
-        c.recv_data(sid, t),
-    );
-    if let Some(got) = got {
-        ctx.check(
+    // Exactly the MTU: one DATA record, as long as that message is within the max_message the
+    // DUT announced for the session ([SESS-13]); a larger one the tester may not send.
+    let limit = c.max_message(sid, ChannelKind::Message);
+    if mtu - DATA_RECORD <= limit {
+        let r = c.next_rseq;
+        c.next_rseq += 1;
+        let payload = vec![0x5A; mtu - DATA_RECORD];
+        let f = c.seal(&Message {
+            rseq: r,
+            body: data_body(sid, 1, &payload),
+        });
+        debug_assert_eq!(f.len(), mtu);
+        c.send_raw(&f)?;
+        let got = ctx.must(
             "FRAME-4",
-            got == payload,
-            "the MTU-sized message echoed intact",
-            format!("{} bytes", got.len()),
+            &format!("the echo of a {mtu}-byte frame (exactly the link MTU)"),
+            c.recv_data(sid, t),
         );
+        if let Some(got) = got {
+            ctx.check(
+                "FRAME-4",
+                got == payload,
+                "the MTU-sized message echoed intact",
+                format!("{} bytes", got.len()),
+            );
+        }
+    } else {
+        ctx.note(format!(
+            "no MTU-sized frame sent: its {}-byte message would exceed the max_message {limit} \
+             the DUT announced",
+            mtu - DATA_RECORD
+        ));
+    }
+    if sizes_past(mtu).is_empty() {
+        ctx.note(format!(
+            "no frame longer than the MTU {mtu} fits a UDP datagram; nothing oversized to send"
+        ));
+        ctx.pass();
+        return Ok(());
     }
     // Longer: all carry the same next rseq, so that one wrongly accepted would be echoed.
     let r = c.next_rseq;
-    let sizes = [mtu + 1, 1500.max(mtu + 2), 4096, 9000, 65_000];
-    for size in sizes {
+    let sizes = sizes_past(mtu);
+    for &size in &sizes {
         let payload = vec![0xA5; size - DATA_RECORD];
         let f = c.seal(&Message {
             rseq: r,
@@ -264,6 +281,20 @@ fn mtu_frames(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     )?;
     ctx.pass();
     Ok(())
+}
+
+/// The largest UDP payload (IPv4): the largest frame a UDP link can carry.
+const MAX_UDP_PAYLOAD: usize = 65_507;
+
+/// The oversized frames SB-ERR-001 sends: each past the MTU (a frame equal to it is accepted,
+/// [FRAME-4]) and within a UDP datagram.
+fn sizes_past(mtu: usize) -> Vec<usize> {
+    let mut sizes: Vec<usize> = [mtu + 1, 1500.max(mtu + 2), 4096, 9000, 65_000]
+        .into_iter()
+        .filter(|s| *s > mtu && *s <= MAX_UDP_PAYLOAD)
+        .collect();
+    sizes.dedup();
+    sizes
 }
 
 fn bad_frames_dropped(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
@@ -362,11 +393,18 @@ fn bad_frames_dropped(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
             with(&hdr(0x20, c.remote_id), 24, 0),
         ),
     ];
-    probes.extend(
-        lengths
-            .into_iter()
-            .map(|(w, f)| (w.to_string(), f, "FRAME-9")),
-    );
+    // A body too long for its type is malformed only in a frame within the link MTU; a longer
+    // frame is oversized ([FRAME-4], SB-ERR-001), and the DUT's MTU may be as small as 256.
+    let mtu = usize::from(c.dut_hello.max_frame).max(256);
+    let (fit, too_big): (Vec<_>, Vec<_>) = lengths.into_iter().partition(|(_, f)| f.len() <= mtu);
+    for (what, f) in &too_big {
+        ctx.note(format!(
+            "not sent: {what} ({} bytes) is longer than the DUT's max_frame {mtu}, so it would be \
+             oversized rather than malformed",
+            f.len()
+        ));
+    }
+    probes.extend(fit.into_iter().map(|(w, f)| (w.to_string(), f, "FRAME-9")));
     let mut last = must_counters(ctx)?;
     for (what, f, req) in &probes {
         let nr = c.non_records.len();
@@ -1238,7 +1276,9 @@ fn frames_well_formed(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         }
     };
     let mut echo = Echo::new(sid);
-    for size in [10usize, 3000] {
+    // 3000 bytes fragments at any MTU; never past the DUT's max_message ([SESS-13]).
+    let limit = c.max_message(sid, ChannelKind::Message);
+    for size in [10usize, 3000.min(limit)] {
         let p = vec![0x33; size];
         ctx.must(
             "FRAME-1",
@@ -1338,7 +1378,8 @@ fn respects_max_frame(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         }
     };
     let mut echo = Echo::new(sid);
-    for size in [MAX - DATA_RECORD, 3000] {
+    let limit = c.max_message(sid, ChannelKind::Message);
+    for size in [MAX - DATA_RECORD, 3000.min(limit)] {
         let p: Vec<u8> = (0..size).map(|i| i as u8).collect();
         let r = echo.round(&mut c, &p, t);
         ctx.check(
@@ -1368,12 +1409,19 @@ fn respects_max_frame(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
             first_n(&over, 8)
         ),
     );
-    let over_own = sizes.iter().filter(|n| **n > own).count();
+    let over_own: Vec<String> = c
+        .records
+        .iter()
+        .map(|r| &r.frame)
+        .chain(c.non_records.iter())
+        .filter(|f| f.len() > own)
+        .map(|f| format!("{} bytes ({})", f.len(), frame_name(f)))
+        .collect();
     ctx.check(
         "FRAME-5",
-        over_own == 0,
+        over_own.is_empty(),
         format!("no frame longer than the DUT's own max_frame {own}"),
-        format!("{over_own} longer"),
+        format!("{} longer: {:?}", over_own.len(), first_n(&over_own, 8)),
     );
     ctx.pass();
     Ok(())

@@ -118,7 +118,14 @@ fn no_plaintext(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     let t = ctx.timeout();
     let canary = format!("SOFTBUS-CANARY-{:016x}", ctx.seed).into_bytes();
     let mut echo = Echo::new(sid);
-    for size in [canary.len(), 1000, 3000] {
+    // Up to 3000 bytes (several records at the usual MTU), within the DUT's max_message.
+    let limit = c.max_message(sid, ChannelKind::Message);
+    let mut sizes: Vec<usize> = [canary.len(), 1000, 3000]
+        .into_iter()
+        .map(|s| s.min(limit))
+        .collect();
+    sizes.dedup();
+    for size in sizes {
         let payload: Vec<u8> = canary.iter().copied().cycle().take(size).collect();
         let got = ctx.must(
             "REC-1",

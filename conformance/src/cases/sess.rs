@@ -129,7 +129,7 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             id: "SB-SESS-009",
-            title: "delivers a 65536-byte message and closes the session with MESSAGE_TOO_LARGE on a 65537-byte one",
+            title: "delivers a message of exactly its announced max_message and closes the session with MESSAGE_TOO_LARGE on one byte more",
             requirements: &["SESS-14", "SESS-16", "SESS-17"],
             pics: "SESS_MESSAGE",
             pixit: &[],
@@ -156,7 +156,7 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             id: "SB-SESS-012",
-            title: "carries a 1 MiB message on a bytes session intact, in ordered fragments that fit the tester's max_frame",
+            title: "carries a 1 MiB message (or its smaller max_message) on a bytes session intact, in ordered fragments that fit the tester's max_frame",
             requirements: &["SESS-16", "SESS-10", "SESS-11", "SESS-12"],
             pics: "SESS_BYTES",
             pixit: &[],
@@ -1011,19 +1011,25 @@ fn ordered_through_echo(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
 fn message_size_limit(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     let (mut lt, mut c, sid) = ctx.session("echo", ChannelKind::Message)?;
     let t = ctx.timeout();
-    let at_limit = lt.random_bytes(65_536);
+    // The limit is the max_message the DUT announced in SESSION_ACCEPT ([SESS-8] lets it pick
+    // anything from 1024 to the kind's 65536).
+    let limit = c.max_message(sid, ChannelKind::Message);
+    ctx.note(format!(
+        "max_message announced for the message session: {limit}"
+    ));
+    let at_limit = lt.random_bytes(limit);
     c.send_data(sid, 1, &at_limit, ChannelKind::Message)?;
     let echo = c.recv_data(sid, t);
     ctx.check(
         "SESS-16",
         echo.as_ref().is_ok_and(|e| *e == at_limit),
-        "a 65536-byte message (the limit) echoed intact",
+        format!("a {limit}-byte message (the limit) echoed intact"),
         match &echo {
             Ok(e) => format!("{} bytes, equal: {}", e.len(), *e == at_limit),
             Err(e) => e.to_string(),
         },
     );
-    let over = lt.random_bytes(65_537);
+    let over = lt.random_bytes(limit + 1);
     c.send_data(sid, 2, &over, ChannelKind::Message)?;
     let close = maybe(
         &mut c,
@@ -1047,7 +1053,10 @@ fn message_size_limit(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
                 ..
             })
         ),
-        "SESSION_CLOSE MESSAGE_TOO_LARGE(8) for a 65537-byte message on a message session",
+        format!(
+            "SESSION_CLOSE MESSAGE_TOO_LARGE(8) for a {}-byte message on a message session",
+            limit + 1
+        ),
         match &close {
             Some(m) => format!("{:?}", m.body),
             None => format!(
@@ -1085,6 +1094,8 @@ fn message_size_limit(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
                 "preamble: stream session to echo rejected".into(),
             ));
         };
+        let stream_limit = c.max_message(st, ChannelKind::Stream);
+        let over = lt.random_bytes(stream_limit + 1);
         c.send_data(st, 1, &over, ChannelKind::Stream)?;
         let close = maybe(
             &mut c,
@@ -1103,7 +1114,10 @@ fn message_size_limit(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
                     ..
                 })
             ),
-            "SESSION_CLOSE MESSAGE_TOO_LARGE(8) for a 65537-byte message on a stream session",
+            format!(
+                "SESSION_CLOSE MESSAGE_TOO_LARGE(8) for a {}-byte message on a stream session",
+                stream_limit + 1
+            ),
             close.map_or("no SESSION_CLOSE within 1 s".to_string(), |m| {
                 format!("{:?}", m.body)
             }),
@@ -1248,16 +1262,18 @@ fn data_for_unknown_session(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
 fn bytes_one_mib(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     let (mut lt, mut c, sid) = ctx.session("echo", ChannelKind::Bytes)?;
     let t = ctx.timeout();
-    let data = lt.random_bytes(1 << 20);
+    let size = c.max_message(sid, ChannelKind::Bytes).min(1 << 20);
+    let data = lt.random_bytes(size);
     let started = Instant::now();
     c.send_data(sid, 1, &data, ChannelKind::Bytes)?;
     let mut r = Reassembler::default();
     let got = r.next(&mut c, sid, t * 4);
     ctx.note(format!(
-        "1 MiB round trip through echo took {:?}",
+        "{size}-byte round trip through echo took {:?}",
         started.elapsed()
     ));
-    let Some((msg_id, echo)) = ctx.must("SESS-16", "the 1 MiB message echoed", got) else {
+    let Some((msg_id, echo)) = ctx.must("SESS-16", &format!("the {size}-byte message echoed"), got)
+    else {
         ctx.pass();
         return Ok(());
     };
@@ -1265,7 +1281,7 @@ fn bytes_one_mib(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     ctx.check(
         "SESS-16",
         echo.len() == data.len() && diff.is_none(),
-        "the 1 MiB message back intact",
+        format!("the {size}-byte message back intact"),
         format!("{} bytes, first difference at {diff:?}", echo.len()),
     );
     ctx.check(

@@ -40,6 +40,8 @@ pub struct DutHandle {
     pub dut: Dut,
     /// The fault to launch a virtual DUT with.
     pub fault: Option<String>,
+    /// Settings laid over a virtual DUT's config (a legal variant, [`crate::variant`]).
+    pub overrides: Vec<(String, toml::Value)>,
     softbusd: PathBuf,
     znp_emulator: PathBuf,
     vbluez: PathBuf,
@@ -241,6 +243,7 @@ impl DutHandle {
             log_path: run_dir.join("dut.log"),
             dut,
             fault,
+            overrides: Vec::new(),
             softbusd,
             znp_emulator,
             vbluez,
@@ -330,6 +333,7 @@ impl DutHandle {
             config: self.workdir.join("softbusd.toml"),
             fault: self.fault.clone(),
             workdir: self.workdir.clone(),
+            overrides: self.overrides.clone(),
             ..LaunchVars::default()
         };
         self.launches += 1;

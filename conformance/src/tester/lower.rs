@@ -620,6 +620,7 @@ impl LowerTester {
             dut_hello,
             mtu: self.mtu,
             next_session,
+            accepted: BTreeMap::new(),
             auto_ack: true,
             timeout: self.timeout,
             hs3: None,
@@ -750,6 +751,8 @@ pub struct SecureConn {
     pub dut_hello: Hello,
     mtu: usize,
     next_session: u32,
+    /// The max_message the DUT announced in SESSION_ACCEPT, per session the tester opened.
+    accepted: BTreeMap<u32, usize>,
     /// Acknowledge reliable messages automatically (switch off to watch retransmissions).
     pub auto_ack: bool,
     /// Default step timeout.
@@ -1080,13 +1083,40 @@ impl SecureConn {
         })?;
         Ok(match m.body {
             MsgBody::SessionReject { code, .. } => Err(code),
+            MsgBody::SessionAccept { max_message, .. } => {
+                self.accepted.insert(id, max_message as usize);
+                Ok(id)
+            }
             _ => Ok(id),
         })
     }
 
-    /// Largest DATA payload per record.
+    /// The largest message the tester may send on session `session_id` ([SESS-13]): the
+    /// max_message the DUT announced when it accepted the session, capped by the kind's limit
+    /// (a DUT may announce more; [SESS-8] bounds what it may announce, SB-SESS cases judge it),
+    /// or the kind's limit for a session the DUT opened.
+    pub fn max_message(&self, session_id: u32, kind: ChannelKind) -> usize {
+        self.accepted
+            .get(&session_id)
+            .map_or(kind.max_message(), |m| (*m).min(kind.max_message()))
+    }
+
+    /// The largest frame the tester may send on this connection ([FRAME-5]): its own link MTU,
+    /// and not more than the `max_frame` the DUT announced in its HELLO.
+    pub fn max_frame(&self) -> usize {
+        let announced = usize::from(self.dut_hello.max_frame);
+        if announced == 0 {
+            self.mtu
+        } else {
+            self.mtu.min(announced)
+        }
+    }
+
+    /// Largest DATA payload per record, so that the record fits [`SecureConn::max_frame`].
     pub fn max_fragment(&self) -> usize {
-        self.mtu - RECORD_OVERHEAD - DATA_OVERHEAD
+        self.max_frame()
+            .saturating_sub(RECORD_OVERHEAD + DATA_OVERHEAD)
+            .max(1)
     }
 
     /// Send one message on a session, fragmented; reliable unless `kind` is stream.

@@ -136,6 +136,9 @@ pub struct Provenance {
     /// The fault injected into a virtual DUT, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// The legal variant a virtual DUT ran with (`certify --variant`): its name and settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 /// Latency measured by a timed case.
@@ -502,6 +505,7 @@ pub(crate) mod test_support {
             finished_at: "2026-11-26T16:07:30.500Z".into(),
             dut: "reference".into(),
             fault: None,
+            variant: None,
         }
     }
 

@@ -63,7 +63,7 @@ pub enum HelperValue {
 }
 
 /// Values for the launch placeholders that come from the run rather than the rig.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LaunchVars {
     /// Path of the `softbusd` binary (`{softbusd}`).
     pub softbusd: PathBuf,
@@ -81,6 +81,9 @@ pub struct LaunchVars {
     pub fault: Option<String>,
     /// The DUT's working directory for this run (`{workdir}`).
     pub workdir: PathBuf,
+    /// Settings laid over the rendered `[dut.launch.config]`, as dotted keys
+    /// (`device.mtu` = 1024): a legal variant of the DUT's behaviour for this run.
+    pub overrides: Vec<(String, toml::Value)>,
 }
 
 /// What a placeholder expands to.
@@ -393,7 +396,16 @@ impl Dut {
         let Some(template) = &launch.config else {
             return Ok(None);
         };
-        let rendered = self.render_table(template, vars, "launch.config")?;
+        let mut rendered = self.render_table(template, vars, "launch.config")?;
+        for (key, value) in &vars.overrides {
+            set_dotted(&mut rendered, key, value.clone()).map_err(|problem| {
+                RigError::Template {
+                    dut: self.name.clone(),
+                    key: format!("launch.config.{key}"),
+                    problem,
+                }
+            })?;
+        }
         toml::to_string(&rendered)
             .map(Some)
             .map_err(|e| RigError::Template {
@@ -514,4 +526,24 @@ pub(super) fn split_template(s: &str) -> Result<Vec<Piece>, String> {
         pieces.push(Piece::Literal(lit));
     }
     Ok(pieces)
+}
+
+/// Sets `value` at the dotted `key` of `table`, creating the tables on the way.
+fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts
+        .pop()
+        .filter(|p| !p.is_empty())
+        .ok_or("an empty key")?;
+    let mut here = table;
+    for part in parts {
+        let entry = here
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        here = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{part}` is not a table, so `{key}` cannot be set"))?;
+    }
+    here.insert(last.to_owned(), value);
+    Ok(())
 }

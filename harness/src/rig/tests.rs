@@ -312,6 +312,28 @@ list = ["{pin}", "{fault}", 3]
     assert_eq!(cfg["udp"]["bind"].as_str(), Some("192.0.2.7:40000"));
     assert!(cfg.get("fault").is_none());
     assert_eq!(cfg["list"].as_array().unwrap().len(), 2);
+
+    // A legal variant's settings are laid over the rendered config, creating tables as needed.
+    let vars = LaunchVars {
+        overrides: vec![
+            ("udp.port".into(), toml::Value::Integer(1234)),
+            ("device.mtu".into(), toml::Value::Integer(1024)),
+        ],
+        ..vars
+    };
+    let cfg: toml::Table = toml::from_str(&dut.launch_config(&vars).unwrap().unwrap()).unwrap();
+    assert_eq!(cfg["udp"]["port"].as_integer(), Some(1234));
+    assert_eq!(cfg["udp"]["bind"].as_str(), Some("192.0.2.7:40000"));
+    assert_eq!(cfg["device"]["mtu"].as_integer(), Some(1024));
+    let vars = LaunchVars {
+        overrides: vec![("udp.bind.x".into(), toml::Value::Integer(1))],
+        ..vars
+    };
+    let e = dut.launch_config(&vars).unwrap_err().to_string();
+    assert!(
+        e.contains("launch.config.udp.bind.x") && e.contains("`bind` is not a table"),
+        "{e}"
+    );
 }
 
 #[test]

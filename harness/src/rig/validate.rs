@@ -498,6 +498,7 @@ impl Dut {
                 fault,
                 workdir: PathBuf::from("work"),
                 helpers: BTreeMap::new(),
+                overrides: Vec::new(),
             };
             for (i, h) in launch.before.iter().enumerate() {
                 if let Err(RigError::Template {

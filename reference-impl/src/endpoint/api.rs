@@ -58,6 +58,9 @@ pub enum PromptPolicy {
     Ask,
 }
 
+/// The smallest max_message a device may announce in SESSION_ACCEPT ([SESS-8]).
+pub const MIN_MAX_MESSAGE: usize = 1024;
+
 /// Static configuration of an endpoint.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -67,6 +70,9 @@ pub struct Config {
     pub hb_interval: Duration,
     /// Largest frame on the link.
     pub mtu: usize,
+    /// The max_message announced in SESSION_ACCEPT (and enforced on those sessions), capped by
+    /// the kind's limit and raised to [`MIN_MAX_MESSAGE`]; `None` announces the kind's limit.
+    pub max_message: Option<usize>,
     /// How long a permission prompt waits for the user.
     pub prompt_timeout: Duration,
     /// Offered capabilities.
@@ -98,6 +104,7 @@ impl Default for Config {
             name: "softbus-device".into(),
             hb_interval: Duration::from_millis(1000),
             mtu: 1400,
+            max_message: None,
             prompt_timeout: Duration::from_secs(30),
             capabilities: Vec::new(),
             services: vec!["echo".into(), "sink".into()],

@@ -72,6 +72,9 @@ pub(super) struct Session {
     pub(super) inbound: bool,
     /// The max_message the peer announced in SESSION_ACCEPT (sessions we opened).
     pub(super) peer_max_message: Option<usize>,
+    /// The largest message we take on it: the max_message we announced when we accepted it,
+    /// the kind's limit when we opened it ([SESS-13], [SESS-14]).
+    pub(super) max_message: usize,
     pub(super) kind: ChannelKind,
     pub(super) qos: Qos,
     pub(super) service: String,

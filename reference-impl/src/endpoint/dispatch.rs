@@ -81,7 +81,7 @@ impl Endpoint {
                 now, local_id, peer, session_id, msg_id, frag_index, frag_count, None, payload,
             ),
             MsgBody::CapQuery { req_id } => {
-                let cbor = capability::encode_list(&self.cfg.capabilities);
+                let cbor = self.cap_list_that_fits(local_id, req_id);
                 self.send_reliable(
                     now,
                     local_id,
@@ -221,6 +221,51 @@ impl Endpoint {
             | MsgBody::Close { .. }
             | MsgBody::Ack { .. }
             | MsgBody::Error { .. } => {}
+        }
+    }
+}
+
+impl Endpoint {
+    /// The CAP_LIST body for a CAP_QUERY on connection `local_id`: every capability if the
+    /// record fits the frame size [FRAME-5] allows (our MTU and the peer's max_frame), otherwise
+    /// the longest prefix of the list that does ([CAP-12]).
+    fn cap_list_that_fits(&self, local_id: u32, req_id: u32) -> Vec<u8> {
+        let peer_max_frame = match self.conns.get(&local_id) {
+            Some(Conn {
+                state: ConnState::Established(s),
+                ..
+            }) => s.peer_max_frame,
+            _ => self.cfg.mtu,
+        };
+        let limit = self.cfg.mtu.min(peer_max_frame);
+        let caps = &self.cfg.capabilities;
+        let mut n = caps.len();
+        if self.has(Fault::CapListDropsLast) {
+            n = n.saturating_sub(1);
+        }
+        loop {
+            let cbor = capability::encode_list(&caps[..n]);
+            let record = RECORD_OVERHEAD
+                + Message {
+                    rseq: u32::MAX,
+                    body: MsgBody::CapList {
+                        req_id,
+                        cbor: cbor.clone(),
+                    },
+                }
+                .buffer_len();
+            if record <= limit || n == 0 {
+                if n < caps.len() {
+                    tracing::debug!(
+                        offered = n,
+                        of = caps.len(),
+                        limit,
+                        "CAP_LIST cut to the capabilities that fit one record"
+                    );
+                }
+                return cbor;
+            }
+            n -= 1;
         }
     }
 }

@@ -37,6 +37,7 @@ impl Endpoint {
             Session {
                 inbound: false,
                 peer_max_message: None,
+                max_message: kind.max_message(),
                 kind,
                 qos,
                 service: service.to_string(),
@@ -220,11 +221,15 @@ impl Endpoint {
             );
             return;
         }
+        let max_message = self.cfg.max_message.map_or(kind.max_message(), |m| {
+            m.clamp(MIN_MAX_MESSAGE, kind.max_message())
+        });
         s.sessions.insert(
             session_id,
             Session {
                 inbound: true,
                 peer_max_message: None,
+                max_message,
                 kind,
                 qos,
                 service: service.clone(),
@@ -240,7 +245,7 @@ impl Endpoint {
             Qos::Realtime,
             MsgBody::SessionAccept {
                 session_id,
-                max_message: kind.max_message() as u32,
+                max_message: max_message as u32,
             },
         );
         self.events.push_back(Event::SessionOpened {
@@ -321,7 +326,7 @@ impl Endpoint {
             // Start of a newer message: forget older partial ones.
             sess.reassembly.retain(|id, _| *id >= msg_id);
         }
-        let limit = sess.kind.max_message();
+        let limit = sess.max_message;
         // Reliable channels deliver in order, so a conforming sender's fragments arrive as one
         // message at a time, in frag_index order; anything else would let a peer keep many
         // partial messages alive (spec SESS-15).
