@@ -123,6 +123,24 @@ impl Pair {
         self.drive_for(Duration::from_millis(50));
     }
 
+    /// Pair, connect, and open a message session from A to B's `echo`: B's ID and the session.
+    fn connected_echo(&mut self) -> (DeviceId, u32) {
+        self.pair_and_connect();
+        let (_, idb) = self.ids();
+        let sid = self
+            .a
+            .open_session(
+                self.now,
+                idb,
+                "echo",
+                ChannelKind::Message,
+                Qos::Interactive,
+            )
+            .unwrap();
+        self.drive();
+        (idb, sid)
+    }
+
     fn ids(&self) -> (DeviceId, DeviceId) {
         (self.a.identity().device_id(), self.b.identity().device_id())
     }
@@ -214,12 +232,7 @@ fn unpinned_handshake_is_rejected() {
 #[test]
 fn sessions_echo_in_order_even_with_loss() {
     let mut p = Pair::new(config("a", None), config("b", Some("123456")));
-    p.pair_and_connect();
-    let (_, idb) = p.ids();
-    let sid =
-        p.a.open_session(p.now, idb, "echo", ChannelKind::Message, Qos::Interactive)
-            .unwrap();
-    p.drive();
+    let (idb, sid) = p.connected_echo();
     assert!(p
         .take_a()
         .iter()
@@ -589,12 +602,7 @@ fn a_smaller_max_message_is_announced_respected_and_enforced() {
         ..config("a", None)
     };
     let mut p = Pair::new(config("a", None), b_cfg.clone());
-    p.pair_and_connect();
-    let (_, idb) = p.ids();
-    let sid =
-        p.a.open_session(p.now, idb, "echo", ChannelKind::Message, Qos::Interactive)
-            .unwrap();
-    p.drive();
+    let (idb, sid) = p.connected_echo();
     p.take_a();
     p.a.send(p.now, idb, sid, &[1u8; 2048]).unwrap();
     let refused = p.a.send(p.now, idb, sid, &[1u8; 2049]);
@@ -613,12 +621,7 @@ fn a_smaller_max_message_is_announced_respected_and_enforced() {
 
     // A sender that ignores the limit gets the session closed with MESSAGE_TOO_LARGE.
     let mut p = Pair::new(a_cfg, b_cfg);
-    p.pair_and_connect();
-    let (_, idb) = p.ids();
-    let sid =
-        p.a.open_session(p.now, idb, "echo", ChannelKind::Message, Qos::Interactive)
-            .unwrap();
-    p.drive();
+    let (idb, sid) = p.connected_echo();
     p.a.send(p.now, idb, sid, &[1u8; 2049]).unwrap();
     p.drive();
     assert!(p.take_a().iter().any(|e| matches!(

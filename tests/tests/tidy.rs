@@ -27,10 +27,6 @@ const LONG_FILES: &[(&str, &str)] = &[
         "issue 10: splits into advert / responder / probe, tests beside it",
     ),
     (
-        "conformance/src/cases/err.rs",
-        "issue 10: preambles and shared steps move to one module",
-    ),
-    (
         "conformance/src/cases/ctrl.rs",
         "issue 10: preambles and shared steps move to one module",
     ),
