@@ -4,6 +4,10 @@
 //!
 //! A case passes when its verdict is PASS; a case whose PICS expression is false is ignored
 //! (NA). Everything else fails with the verdict and its reasons.
+//!
+//! The evidence (captures, logs) goes to `SOFTBUS_EVIDENCE` if set, else to a directory under
+//! the system's temporary directory that is removed when every case passed and kept (its path
+//! printed) when one did not.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -26,6 +30,13 @@ fn main() {
             .ok()
             .and_then(|d| r.require_pics(&d.name).ok())
     });
+    let (evidence, keep) = match std::env::var_os("SOFTBUS_EVIDENCE") {
+        Some(d) => (PathBuf::from(d), true),
+        None => (
+            std::env::temp_dir().join(format!("softbus-conformance-{}", std::process::id())),
+            false,
+        ),
+    };
     let session: Arc<Mutex<Option<Result<Session, String>>>> = Arc::new(Mutex::new(None));
     let trials = cases
         .into_iter()
@@ -37,14 +48,13 @@ fn main() {
             };
             let session = session.clone();
             let rig_path = rig_path.clone();
+            let dir = evidence.clone();
             let name = format!("{} {}", case.id, case.title);
             let kind = case.transport;
             Trial::test(name, move || {
                 // One DUT for the whole binary: cases run one at a time against it.
                 let mut guard = session.lock().unwrap_or_else(|p| p.into_inner());
                 if guard.is_none() {
-                    let dir = std::env::temp_dir()
-                        .join(format!("softbus-conformance-{}", std::process::id()));
                     *guard = Some(
                         Session::open(&rig_path, None, None, &dir, 0x5eed)
                             .map_err(|e| e.to_string()),
@@ -71,5 +81,12 @@ fn main() {
     let conclusion = libtest_mimic::run(&args, trials);
     // Stop the DUT before exiting: `exit` skips destructors.
     drop(session.lock().unwrap_or_else(|p| p.into_inner()).take());
+    if evidence.exists() {
+        if keep || conclusion.has_failed() {
+            eprintln!("evidence kept in {}", evidence.display());
+        } else if let Err(e) = std::fs::remove_dir_all(&evidence) {
+            eprintln!("could not remove {}: {e}", evidence.display());
+        }
+    }
     conclusion.exit();
 }

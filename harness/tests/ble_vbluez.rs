@@ -47,11 +47,14 @@ fn require_dbus_daemon() {
 struct Vbluez {
     child: Child,
     ann: serde_json::Value,
+    /// Holds the bus socket; removed when the instance is dropped (tests run one at a time).
+    dir: std::path::PathBuf,
 }
 
 impl Vbluez {
     fn start(args: &[&str]) -> Vbluez {
         require_dbus_daemon();
+        // One path per process: libdbus reads the bus address once (see BleLink::connect).
         let dir = std::env::temp_dir().join(format!("ble-vbluez-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("test bus directory");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vbluez"))
@@ -69,7 +72,7 @@ impl Vbluez {
             .expect("read announcement");
         let ann: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("vbluez announcement {line:?}: {e}"));
-        Vbluez { child, ann }
+        Vbluez { child, ann, dir }
     }
 
     fn field(&self, k: &str) -> String {
@@ -94,14 +97,18 @@ impl Drop for Vbluez {
         // Closing stdin lets vbluez stop its dbus-daemon; kill it only if it hangs.
         drop(self.child.stdin.take());
         let end = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+        let mut exited = false;
+        while !exited && Instant::now() < end {
+            exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            if !exited {
+                std::thread::sleep(Duration::from_millis(10));
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
