@@ -269,7 +269,13 @@ impl<'a> Ctx<'a> {
     ) -> Result<(LowerTester, SecureConn, u32), StepError> {
         let (lt, mut c) = self.connected()?;
         match c.open_session(service, kind, Qos::Interactive)? {
-            Ok(id) => Ok((lt, c, id)),
+            Ok(id) => {
+                // The SESSION_OPEN's ACK may legally come after the SESSION_ACCEPT ([REL-6]):
+                // wait for it, so the case's first stimulus is not answered by it.
+                let t = self.timeout();
+                c.settle(t)?;
+                Ok((lt, c, id))
+            }
             Err(code) => Err(StepError::Unexpected(format!(
                 "preamble: session to '{service}' rejected with {code}"
             ))),

@@ -30,7 +30,7 @@ pub struct Knob {
 }
 
 /// Every knob, with its range.
-pub const KNOBS: [Knob; 2] = [
+pub const KNOBS: [Knob; 5] = [
     Knob {
         key: "device.mtu",
         spec: "FRAME-4, FRAME-5, HS-13 (section 2.2)",
@@ -46,10 +46,34 @@ pub const KNOBS: [Knob; 2] = [
         why: "the max_message announced in SESSION_ACCEPT: at least 1024, at most the kind's \
               limit (64 KiB for message and stream sessions; bytes sessions are capped at theirs)",
     },
+    Knob {
+        key: "timing.ack_delay_ms",
+        spec: "REL-6",
+        min: 0,
+        max: 80,
+        why: "an ACK may follow its message by up to 100 ms, and so after the message's own \
+              response; 20 ms are left for the virtual DUT's scheduling on a loaded machine",
+    },
+    Knob {
+        key: "timing.retransmit_late_ms",
+        spec: "REL-8, REL-9",
+        min: 0,
+        max: 80,
+        why: "a retransmission may be up to 100 ms past its RTO (the loss is then declared later \
+              too); 20 ms are left for the virtual DUT's scheduling",
+    },
+    Knob {
+        key: "timing.prev_epoch_grace_ms",
+        spec: "REC-12",
+        min: 2000,
+        max: 2400,
+        why: "the previous receive epoch is kept at least 2 s and dropped by 2.5 s; 100 ms are \
+              left for scheduling",
+    },
 ];
 
 /// The named variants: the corners of the ranges, and a few values vendors choose.
-pub const NAMED: [(&str, &[(&str, i64)]); 6] = [
+pub const NAMED: [(&str, &[(&str, i64)]); 8] = [
     (
         "smallest",
         &[("device.mtu", 256), ("device.max_message", 1024)],
@@ -58,10 +82,19 @@ pub const NAMED: [(&str, &[(&str, i64)]); 6] = [
         "largest",
         &[("device.mtu", 65_507), ("device.max_message", 65_536)],
     ),
+    (
+        "slowest",
+        &[
+            ("timing.ack_delay_ms", 80),
+            ("timing.retransmit_late_ms", 80),
+            ("timing.prev_epoch_grace_ms", 2400),
+        ],
+    ),
     ("mtu-256", &[("device.mtu", 256)]),
     ("mtu-1024", &[("device.mtu", 1024)]),
     ("mtu-4096", &[("device.mtu", 4096)]),
     ("max-message-1024", &[("device.max_message", 1024)]),
+    ("ack-late", &[("timing.ack_delay_ms", 80)]),
 ];
 
 /// A variant: a name for the report and the settings laid over the virtual DUT's config.
@@ -127,15 +160,24 @@ impl Variant {
         })
     }
 
-    /// Every knob drawn from its range with `seed`: log-uniformly, so small values (where a
-    /// suite that assumes the reference's choices breaks first) are as likely as large ones.
+    /// Every knob drawn from its range with `seed`. Sizes are drawn log-uniformly, so small
+    /// values (where a suite that assumes the reference's choices breaks first) are as likely
+    /// as large ones; times uniformly, with each end of the window drawn one time in four.
     pub fn random(seed: u64) -> Variant {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5641_5249_414e_5453);
         let settings = KNOBS
             .iter()
             .map(|k| {
-                let (lo, hi) = ((k.min as f64).ln(), (k.max as f64).ln());
-                let v = rng.gen_range(lo..=hi).exp().round() as i64;
+                let v = if k.key.starts_with("timing.") {
+                    match rng.gen_range(0..4) {
+                        0 => k.min,
+                        1 => k.max,
+                        _ => rng.gen_range(k.min..=k.max),
+                    }
+                } else {
+                    let (lo, hi) = ((k.min as f64).ln(), (k.max as f64).ln());
+                    rng.gen_range(lo..=hi).exp().round() as i64
+                };
                 (k.key.to_owned(), v.clamp(k.min, k.max))
             })
             .collect();
@@ -163,6 +205,24 @@ impl Variant {
     }
 }
 
+/// The knobs and the named variants, for `certify --variant list`.
+pub fn catalogue() -> String {
+    let mut out = String::from("knobs (softbusd config key, legal range, the spec's grant):\n");
+    for k in KNOBS {
+        out.push_str(&format!(
+            "  {:<28} {:>5}..={:<6} {}: {}\n",
+            k.key, k.min, k.max, k.spec, k.why
+        ));
+    }
+    out.push_str("named variants:\n");
+    for (name, settings) in NAMED {
+        let s: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!("  {name:<17} {}\n", s.join(", ")));
+    }
+    out.push_str("random: every knob drawn from its range with --seed\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +235,17 @@ mod tests {
                 assert!((k.min..=k.max).contains(v), "{name}: {key}={v}");
             }
             assert_eq!(Variant::parse(name, 0).unwrap().name, name);
+        }
+    }
+
+    #[test]
+    fn the_catalogue_lists_every_knob_and_named_variant() {
+        let c = catalogue();
+        for k in KNOBS {
+            assert!(c.contains(k.key), "{c}");
+        }
+        for (name, _) in NAMED {
+            assert!(c.contains(&format!("  {name} ")), "{c}");
         }
     }
 

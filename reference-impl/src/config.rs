@@ -33,6 +33,11 @@
 //! [control]
 //! tcp = "127.0.0.1:5800"           # tester control protocol; omit in production builds
 //!
+//! [timing]                         # optional: where in the spec's windows the device acts
+//! ack_delay_ms = 0                 # ACK this long after its message, 0..=100 ([REL-6])
+//! retransmit_late_ms = 0           # each retransmission this late after its RTO, 0..=100 ([REL-8])
+//! prev_epoch_grace_ms = 2000       # previous receive epoch kept, 2000..=2500 ([REC-12])
+//!
 //! [bridge]                         # optional: the protocol converter (spec 10.3)
 //! znp = "/dev/ttyUSB0"             # serial port of the Z-Stack 3.x coordinator
 //! baud = 115200
@@ -91,6 +96,79 @@ pub struct DaemonConfig {
     /// The BLE link.
     #[serde(default)]
     pub ble: Option<BleSection>,
+    /// Where in the spec's windows the device acts.
+    #[serde(default)]
+    pub timing: TimingSection,
+}
+
+/// `[timing]`: the device's choices within the windows the spec gives it (each defaults to the
+/// reference's own: act at once, keep the previous epoch 2 s).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimingSection {
+    /// ACK delay after handling a reliable message, ms ([REL-6]: within 100).
+    #[serde(default)]
+    pub ack_delay_ms: u64,
+    /// Lateness of each retransmission after its RTO, ms ([REL-8]: at most 100).
+    #[serde(default)]
+    pub retransmit_late_ms: u64,
+    /// How long the previous receive epoch is accepted after a switch, ms ([REC-12]).
+    #[serde(default = "default_prev_epoch_grace")]
+    pub prev_epoch_grace_ms: u64,
+}
+
+impl Default for TimingSection {
+    fn default() -> TimingSection {
+        TimingSection {
+            ack_delay_ms: 0,
+            retransmit_late_ms: 0,
+            prev_epoch_grace_ms: default_prev_epoch_grace(),
+        }
+    }
+}
+
+fn default_prev_epoch_grace() -> u64 {
+    crate::endpoint::MIN_PREV_EPOCH_GRACE.as_millis() as u64
+}
+
+impl TimingSection {
+    fn validate(&self) -> Result<(), String> {
+        use crate::endpoint::{
+            MAX_ACK_DELAY, MAX_PREV_EPOCH_GRACE, MAX_RETRANSMIT_LATE, MIN_PREV_EPOCH_GRACE,
+        };
+        let ms = |d: Duration| d.as_millis() as u64;
+        if self.ack_delay_ms > ms(MAX_ACK_DELAY) {
+            return Err(format!(
+                "timing.ack_delay_ms: {} is past {}, the latest [REL-6] allows an ACK",
+                self.ack_delay_ms,
+                ms(MAX_ACK_DELAY)
+            ));
+        }
+        if self.retransmit_late_ms > ms(MAX_RETRANSMIT_LATE) {
+            return Err(format!(
+                "timing.retransmit_late_ms: {} is past {}, the latest [REL-8] allows a \
+                 retransmission after its RTO",
+                self.retransmit_late_ms,
+                ms(MAX_RETRANSMIT_LATE)
+            ));
+        }
+        let (lo, hi) = (ms(MIN_PREV_EPOCH_GRACE), ms(MAX_PREV_EPOCH_GRACE));
+        if !(lo..=hi).contains(&self.prev_epoch_grace_ms) {
+            return Err(format!(
+                "timing.prev_epoch_grace_ms: {} is outside {lo}..={hi} ([REC-12])",
+                self.prev_epoch_grace_ms
+            ));
+        }
+        Ok(())
+    }
+
+    fn timing(&self) -> crate::endpoint::Timing {
+        crate::endpoint::Timing {
+            ack_delay: Duration::from_millis(self.ack_delay_ms),
+            retransmit_late: Duration::from_millis(self.retransmit_late_ms),
+            prev_epoch_grace: Duration::from_millis(self.prev_epoch_grace_ms),
+        }
+    }
 }
 
 /// `[device]`.
@@ -512,6 +590,7 @@ impl DaemonConfig {
                 "ble.radio: is empty; give the virtual radio's socket, e.g. \"vbluez.sock\"".into(),
             );
         }
+        self.timing.validate()?;
         if !self.discovery.group.is_multicast() {
             return Err(format!(
                 "discovery.group: {} is not a multicast address",
@@ -536,6 +615,7 @@ impl DaemonConfig {
             prompt_policy: d.prompt_policy,
             lockout: Duration::from_millis(d.lockout_ms),
             faults,
+            timing: self.timing.timing(),
             // The bridge's devices join these once it has found them (see `daemon::run`).
             ..Config::default()
         }
@@ -594,6 +674,39 @@ udp = "127.0.0.1:0"
         let c = load_str(&GOOD.replace("name = \"spk\"", "name = \"spk\"\nmax_message = 2048"))
             .unwrap();
         assert_eq!(c.endpoint_config(Vec::new()).max_message, Some(2048));
+    }
+
+    #[test]
+    fn timing_defaults_to_acting_at_once_and_refuses_what_the_spec_does_not_allow() {
+        let c = load_str(GOOD).unwrap();
+        assert_eq!(
+            c.endpoint_config(Vec::new()).timing,
+            crate::endpoint::Timing::default()
+        );
+        let t = |body: &str| load_str(&format!("{GOOD}\n[timing]\n{body}\n"));
+        let c = t("ack_delay_ms = 80\nretransmit_late_ms = 90\nprev_epoch_grace_ms = 2400")
+            .unwrap()
+            .endpoint_config(Vec::new())
+            .timing;
+        assert_eq!(c.ack_delay, Duration::from_millis(80));
+        assert_eq!(c.retransmit_late, Duration::from_millis(90));
+        assert_eq!(c.prev_epoch_grace, Duration::from_millis(2400));
+        for (body, want) in [
+            ("ack_delay_ms = 101", "timing.ack_delay_ms: 101 is past 100"),
+            (
+                "retransmit_late_ms = 150",
+                "timing.retransmit_late_ms: 150 is past 100",
+            ),
+            (
+                "prev_epoch_grace_ms = 1999",
+                "timing.prev_epoch_grace_ms: 1999 is outside 2000..=2500",
+            ),
+            ("prev_epoch_grace_ms = 2501", "is outside 2000..=2500"),
+            ("ack_delay = 5", "unknown field `ack_delay`"),
+        ] {
+            let e = t(body).unwrap_err().to_string();
+            assert!(e.contains(want), "{body}: {e}");
+        }
     }
 
     const BRIDGE: &str = r#"

@@ -90,3 +90,28 @@ fn an_illegal_variant_is_refused() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// ACKs 80 ms after their message (after its response), retransmissions 80 ms late, the previous
+/// epoch kept 2.4 s: all legal ([REL-6], [REL-8], [REC-12]). Each of these cases failed the
+/// reference under this variant before the fix (issue 12, defects 1 to 4): SB-HS-007, SB-REC-005
+/// and SB-REC-006 took the late ACK of the SESSION_OPEN for an answer to their stimuli, SB-REC-003
+/// replayed before the original's ACK bound, SB-LAT-001/002 counted the tester's wait for ACKs in
+/// the round trip (p99 80 ms), SB-REL-005 expected the loss at 11.0 s instead of 2 s after the
+/// actual 8th transmission.
+#[test]
+fn the_slowest_legal_timing_passes() -> anyhow::Result<()> {
+    passes_under(
+        "slowest",
+        &[
+            "SB-HS-007",
+            "SB-REC-003",
+            "SB-REC-005",
+            "SB-REC-006",
+            "SB-REC-007",
+            "SB-REL-001",
+            "SB-REL-005",
+            "SB-LAT-001",
+            "SB-LAT-002",
+        ],
+    )
+}

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `cargo xtask test [ARGS]` | install missing prerequisites, then `cargo test --workspace ARGS` (CI runs this) |
 //! | `cargo xtask certify [ARGS]` | certify a device (`--rig rigs/<rig>.toml`; the reference on the virtual rig by default) |
+//! | `cargo xtask variants [--seeds N]` | certify the reference under the legal corners and N random legal variants; every case must pass (CI's last step) |
 //! | `cargo xtask fixtures [--accept]` | regenerate golden fixtures and snapshots, show what changed, accept it |
 //! | `cargo xtask spec-coverage [ARGS]` | which spec requirements have cases |
 //! | `cargo xtask rig [ARGS]` | check and inspect rig files |
@@ -23,6 +24,7 @@ mod rig;
 mod setup;
 mod spec_coverage;
 mod test;
+mod variants;
 
 use std::process::ExitCode;
 
@@ -52,6 +54,9 @@ enum Command {
     /// Certify a device against the spec (forwards ARGS to the `certify` binary; `--help` for its options).
     #[command(disable_help_flag = true)]
     Certify(Forwarded),
+    /// Certify the reference under legal variants of its behaviour (the corners and random
+    /// seeds): every case must pass under every one.
+    Variants(variants::Options),
     /// Regenerate the golden fixtures and snapshots and show what changed.
     Fixtures(fixtures::Options),
     /// Report which spec requirements have test cases (forwards ARGS to `spec-coverage`).
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Test(f) => test::run(&f.args),
         Command::Certify(f) => certify::run(&f.args),
+        Command::Variants(o) => variants::run(&o),
         Command::Fixtures(o) => fixtures::run(&o),
         Command::SpecCoverage(f) => spec_coverage::run(&f.args),
         Command::Rig(f) => rig::run(&f.args),

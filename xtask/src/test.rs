@@ -3,14 +3,15 @@
 //!
 //! Installs missing system prerequisites (see [`crate::setup`]); then, without ARGS, checks
 //! formatting (`cargo fmt --all -- --check`), lints (`cargo clippy --workspace --all-targets --
-//! -D warnings`) and runs `cargo test --workspace`: a contributor gets CI's answer from one
-//! command. With ARGS (`cargo xtask test -p softbus`), it runs only `cargo test ARGS`, for a
+//! -D warnings`), runs `cargo test --workspace`, and certifies the reference over UDP under the
+//! legal corners and five random legal variants (`cargo xtask variants --transport udp`, see
+//! [`crate::variants`]): a contributor gets CI's answer from one command. With ARGS (`cargo xtask test -p softbus`), it runs only `cargo test ARGS`, for a
 //! quick look at one part. The first step that fails ends the run with its exit status.
 
 use std::process::Command;
 
 /// CI's steps, in order: what each checks, and its cargo arguments.
-const STEPS: [(&str, &[&str]); 3] = [
+const STEPS: [(&str, &[&str]); 4] = [
     ("formatting", &["fmt", "--all", "--", "--check"]),
     (
         "lints",
@@ -24,6 +25,10 @@ const STEPS: [(&str, &[&str]); 3] = [
         ],
     ),
     ("tests", &["test", "--workspace"]),
+    (
+        "legal variants",
+        &["xtask", "variants", "--seeds", "5", "--transport", "udp"],
+    ),
 ];
 
 /// Install missing prerequisites, then run CI's steps (or `cargo test ARGS` alone).
@@ -91,7 +96,8 @@ mod tests {
             [
                 "fmt --all -- --check",
                 "clippy --workspace --all-targets -- -D warnings",
-                "test --workspace"
+                "test --workspace",
+                "xtask variants --seeds 5 --transport udp"
             ]
         );
     }

@@ -48,8 +48,9 @@ struct Args {
     #[arg(long, value_name = "NAME")]
     fault: Option<String>,
     /// Launch the virtual DUT with a legal variant of its behaviour: a named one (smallest,
-    /// largest, mtu-256, mtu-1024, mtu-4096, max-message-1024), `random` (drawn with the seed), or
-    /// settings `device.mtu=1024,device.max_message=2048`. Every case must still pass.
+    /// largest, slowest, ...; `--variant list` prints them and every knob with its spec range),
+    /// `random` (drawn with the seed), or settings `device.mtu=1024,timing.ack_delay_ms=80`.
+    /// Every case must still pass.
     #[arg(long, value_name = "VARIANT")]
     variant: Option<String>,
     /// Seed for every random choice (logged in the report); random by default.
@@ -74,6 +75,10 @@ fn parse_transport(s: &str) -> Result<Transport, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.variant.as_deref() == Some("list") {
+        print!("{}", softbus_conformance::variant::catalogue());
+        return ExitCode::SUCCESS;
+    }
     let root = workspace_root();
     let rig = args.rig.unwrap_or_else(|| root.join("rigs/virtual.toml"));
     let report_dir = args.report_dir.unwrap_or_else(|| {

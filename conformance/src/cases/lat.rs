@@ -126,6 +126,9 @@ fn round_trips(ctx: &mut Ctx<'_>, kind: ChannelKind) -> Result<(), StepError> {
     let mut last_echo_id = 0u32;
     for n in 1..=WARM_UP + samples {
         let payload = sample(n);
+        // Spec 9.8 measures from handing the message to the link: the tester's own wait for
+        // window room (ACKs the DUT may send up to 100 ms late) happens before.
+        c.make_room()?;
         let started = Instant::now();
         c.send_data(sid, n, &payload, kind)?;
         let echo = maybe(

@@ -344,7 +344,8 @@ fn replay_dropped(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     });
     c.send_raw(&frame)?;
     c.recv_data(sid, t)?;
-    gather(&mut c, Duration::from_millis(50))?;
+    // The original's ACK may come up to 100 ms after it ([REL-6]): replay only after that.
+    c.settle(t)?;
     c.send_raw(&frame)?;
     let ans = gather(&mut c, QUIET)?;
     ctx.check(

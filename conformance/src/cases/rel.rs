@@ -404,11 +404,13 @@ fn retransmission_schedule(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     c.next_rseq += 1;
     let payload = b"retransmit me".to_vec();
     c.send_with_rseq(r, data_body(sid, 1, &payload))?;
-    // At 0, 0.2, 0.6, 1.4, 3.0, 5.0, 7.0, 9.0 s, and lost at 11.0 s: watch until 11.8 s, the
-    // tester's heartbeats keeping the liveness timer of section 12 away.
+    // At 0, 0.2, 0.6, 1.4, 3.0, 5.0, 7.0, 9.0 s, and lost at 11.0 s when every retransmission
+    // is on time; [REL-8] lets each of the 7 be up to 100 ms late, so the loss may come at
+    // 11.7 s. Watch until 12.5 s, the tester's heartbeats keeping the liveness timer of section
+    // 12 away.
     let rx = raw_collect(
         &mut c,
-        Duration::from_millis(11_800),
+        Duration::from_millis(12_500),
         Duration::from_millis(400),
     )?;
     let tx: Vec<&RawRx> = rx
@@ -470,8 +472,10 @@ fn retransmission_schedule(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         );
         rto = (rto * 2).min(Duration::from_secs(2));
     }
-    // Lost at 11.0 s: the DUT sends nothing more on the connection after that.
-    let lost_at = Duration::from_millis(11_000);
+    // Lost when the RTO after the 8th transmission expires ([REL-9]): 2 s after that
+    // transmission as it actually happened, whatever lateness [REL-8] allowed before it.
+    let eighth = tx.get(7).or(tx.last()).copied().unwrap_or(first);
+    let lost_at = eighth.at.saturating_duration_since(t0) + Duration::from_secs(2);
     let last = rx
         .last()
         .map(|x| x.at.saturating_duration_since(t0))
@@ -483,7 +487,11 @@ fn retransmission_schedule(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     ctx.check(
         "REL-9",
         alive_after == 0,
-        "the connection declared lost when the RTO after the 8th transmission expired (11.0 s): no record after that",
+        format!(
+            "the connection declared lost when the RTO after the 8th transmission expired \
+             ({:.2} s, 11.0 s when on time): no record later than 150 ms after that",
+            lost_at.as_secs_f64()
+        ),
         format!("{alive_after} records later, the last {last:?} after the first transmission"),
     );
     let peer = lt.identity.device_id().to_hex();

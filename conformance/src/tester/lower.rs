@@ -598,6 +598,7 @@ impl LowerTester {
         next_session: u32,
     ) -> Result<SecureConn, StepError> {
         Ok(SecureConn {
+            last_sent: std::cell::Cell::new(None),
             preload: VecDeque::new(),
             clock: None,
             time_log: Vec::new(),
@@ -719,6 +720,13 @@ pub struct RecordSeen {
     pub authentic: bool,
 }
 
+/// The latest a DUT may acknowledge a reliable message after receiving it ([REL-6]).
+pub const ACK_BOUND: Duration = Duration::from_millis(100);
+
+/// What [`SecureConn::settle`] allows the link on top of [`ACK_BOUND`]: the record's way to the
+/// DUT and its ACK's way back.
+pub const SETTLE_SLACK: Duration = Duration::from_millis(60);
+
 /// An established secure connection between the lower tester and the DUT.
 pub struct SecureConn {
     link: Arc<dyn DatagramLink>,
@@ -760,6 +768,8 @@ pub struct SecureConn {
     hs3: Option<Vec<u8>>,
     /// Frames received before the connection object existed.
     preload: VecDeque<Vec<u8>>,
+    /// When the tester last sent anything on the connection (see [`SecureConn::settle`]).
+    last_sent: std::cell::Cell<Option<Instant>>,
     /// The tester's timebase (spec 17): while set, every TIME_REQUEST from the DUT is answered
     /// at once, stamped in it.
     pub clock: Option<super::clock::TesterClock>,
@@ -798,7 +808,48 @@ impl SecureConn {
     /// Send raw bytes to the DUT.
     pub fn send_raw(&self, bytes: &[u8]) -> Result<(), StepError> {
         self.link.send(bytes)?;
+        self.last_sent.set(Some(Instant::now()));
         Ok(())
+    }
+
+    /// Wait until the DUT owes the tester no ACK, so that what arrives next answers what the
+    /// tester sends next: every reliable message sent with [`SecureConn::send`] is acknowledged,
+    /// and the DUT's ACK bound for anything sent otherwise (a raw or replayed record, [REL-6]:
+    /// 100 ms) has passed since the last frame the tester sent, with [`SETTLE_SLACK`] for the
+    /// link. Returns the messages that arrived meanwhile (heartbeats left out); an ACK sent late
+    /// but legally is not mistaken for an answer to a later stimulus.
+    pub fn settle(&mut self, timeout: Duration) -> Result<Vec<Message>, StepError> {
+        let end = Instant::now() + timeout;
+        loop {
+            let now = Instant::now();
+            let quiet_at = self
+                .last_sent
+                .get()
+                .map_or(now, |t| t + ACK_BOUND + SETTLE_SLACK);
+            if self.unacked.is_empty() && now >= quiet_at {
+                break;
+            }
+            if now >= end {
+                return Err(StepError::Timeout(
+                    timeout,
+                    format!(
+                        "ACKs of the tester's reliable messages {:?}",
+                        self.unacked.keys().collect::<Vec<_>>()
+                    ),
+                ));
+            }
+            let wait = if self.unacked.is_empty() {
+                quiet_at.saturating_duration_since(now)
+            } else {
+                end.saturating_duration_since(now)
+            };
+            self.pump(wait.max(Duration::from_millis(1)))?;
+        }
+        Ok(self
+            .inbox
+            .drain(..)
+            .filter(|m| !matches!(m.body, MsgBody::Heartbeat))
+            .collect())
     }
 
     /// Send a message; reliable bodies get the next rseq (returned), others rseq 0.
@@ -1132,6 +1183,9 @@ impl SecureConn {
         let count = u16::try_from(count)
             .map_err(|_| StepError::Unexpected("message too large to fragment".into()))?;
         for i in 0..count {
+            if kind.is_reliable() {
+                self.make_room()?;
+            }
             let s = i as usize * max;
             let e = (s + max).min(data.len());
             self.send(
@@ -1144,13 +1198,21 @@ impl SecureConn {
                 },
                 kind.is_reliable(),
             )?;
-            // Stay within the DUT's 64-message receive window on big messages.
-            if kind.is_reliable() && self.unacked.len() >= 48 {
-                let end = Instant::now() + self.timeout;
-                while self.unacked.len() >= 16 && Instant::now() < end {
-                    self.pump(Duration::from_millis(50))?;
-                }
-            }
+        }
+        Ok(())
+    }
+
+    /// Stay within the DUT's 64-message receive window ([REL-3]): with 48 reliable messages
+    /// unacknowledged, wait (up to the step timeout) until fewer than 16 are. A measurement
+    /// calls it before its clock starts, so the wait for ACKs (which may legally come 100 ms
+    /// after their message) is never counted in a round trip.
+    pub fn make_room(&mut self) -> Result<(), StepError> {
+        if self.unacked.len() < 48 {
+            return Ok(());
+        }
+        let end = Instant::now() + self.timeout;
+        while self.unacked.len() >= 16 && Instant::now() < end {
+            self.pump(Duration::from_millis(50))?;
         }
         Ok(())
     }

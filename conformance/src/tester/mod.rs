@@ -8,3 +8,7 @@ pub mod dut;
 pub mod lower;
 pub mod probe;
 pub mod upper;
+
+/// The largest UDP payload (IPv4): the largest frame a UDP link can carry, so a DUT whose link
+/// MTU is at least this cannot be sent an oversized frame over UDP.
+pub const MAX_UDP_PAYLOAD: usize = 65_507;

@@ -96,6 +96,43 @@ pub struct Config {
     /// How long the driver may take to complete an external use before the endpoint answers
     /// it with INTERNAL itself, so that every CAP_INVOKE gets exactly one CAP_RESULT.
     pub backend_timeout: Duration,
+    /// Where in the windows the spec gives it the device acts (legal variants).
+    pub timing: Timing,
+}
+
+/// Where in a window the spec allows the device acts. The defaults act at once (and keep the
+/// previous epoch for the least the spec allows); other legal values let the conformance suite
+/// prove it judges a device by the spec's bounds, not by the reference's habits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long after handling a reliable message its ACK is sent ([REL-6]: within 100 ms of
+    /// receiving it). With a delay the message's own response (an echo, a SESSION_ACCEPT, ...)
+    /// goes out before its ACK.
+    pub ack_delay: Duration,
+    /// How late after its RTO each retransmission is sent ([REL-8]: at most 100 ms).
+    pub retransmit_late: Duration,
+    /// How long records under the previous receive epoch are still accepted after a switch
+    /// ([REC-12]: at least 2 s, and none after 2.5 s).
+    pub prev_epoch_grace: Duration,
+}
+
+/// The least time [REC-12] lets a device keep its previous receive epoch.
+pub const MIN_PREV_EPOCH_GRACE: Duration = Duration::from_secs(2);
+/// The most time [REC-12] lets a device keep its previous receive epoch.
+pub const MAX_PREV_EPOCH_GRACE: Duration = Duration::from_millis(2500);
+/// The latest an ACK may follow its message ([REL-6]).
+pub const MAX_ACK_DELAY: Duration = Duration::from_millis(100);
+/// The latest a retransmission may follow its RTO ([REL-8]).
+pub const MAX_RETRANSMIT_LATE: Duration = Duration::from_millis(100);
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            ack_delay: Duration::ZERO,
+            retransmit_late: Duration::ZERO,
+            prev_epoch_grace: MIN_PREV_EPOCH_GRACE,
+        }
+    }
 }
 
 impl Default for Config {
@@ -114,6 +151,7 @@ impl Default for Config {
             faults: Vec::new(),
             external_capabilities: Vec::new(),
             backend_timeout: Duration::from_secs(10),
+            timing: Timing::default(),
         }
     }
 }

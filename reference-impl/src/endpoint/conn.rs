@@ -38,6 +38,9 @@ pub(super) struct Secure {
     pub(super) queue: BTreeMap<std::cmp::Reverse<Qos>, VecDeque<MsgBody>>,
     pub(super) rx_next: u32,
     pub(super) rx_buf: BTreeMap<u32, MsgBody>,
+    /// ACKs waiting for their time ([`Timing::ack_delay`]): when, and the next_expected they
+    /// carry (the value after handling their message).
+    pub(super) acks_due: VecDeque<(Instant, u32)>,
     pub(super) sessions: BTreeMap<u32, Session>,
     pub(super) next_session: u32,
     /// Clock synchronization with the peer and timed messages waiting (spec 17).

@@ -306,6 +306,7 @@ impl Endpoint {
             queue: BTreeMap::new(),
             rx_next: 1,
             rx_buf: BTreeMap::new(),
+            acks_due: VecDeque::new(),
             sessions: BTreeMap::new(),
             next_session: if initiator { 2 } else { 1 },
             time: ConnTime::new(),

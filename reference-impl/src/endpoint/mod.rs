@@ -77,7 +77,6 @@ const MAX_RTO: Duration = Duration::from_secs(2);
 const MAX_TRIES: u32 = 8;
 const SEND_WINDOW: usize = 64;
 const RECV_AHEAD: u32 = 64;
-const PREV_KEY_LIFETIME: Duration = Duration::from_secs(2);
 const MAX_SESSIONS: usize = 64;
 const LOST_AFTER_INTERVALS: u32 = 3;
 

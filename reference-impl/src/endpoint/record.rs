@@ -14,6 +14,7 @@ impl Endpoint {
         ct: &[u8],
     ) {
         let accept_replay = self.has(Fault::AcceptReplay);
+        let grace = self.cfg.timing.prev_epoch_grace;
         let Some(conn) = self.conns.get_mut(&local_id) else {
             self.counters.unknown_connection += 1;
             return;
@@ -33,7 +34,7 @@ impl Endpoint {
             match next.open(local_id, seq, ct) {
                 Ok(pt) => {
                     let old = std::mem::replace(&mut s.rx, next);
-                    s.rx_prev = Some((old, now + PREV_KEY_LIFETIME));
+                    s.rx_prev = Some((old, now + grace));
                     Some(pt)
                 }
                 Err(_) => None,

@@ -53,7 +53,7 @@ impl Endpoint {
                     s.rx_buf.entry(rseq).or_insert(body);
                 }
                 let ack = s.rx_next;
-                self.send_unreliable(now, local_id, MsgBody::Ack { next_expected: ack });
+                self.ack(now, local_id, ack);
                 for b in deliver {
                     self.dispatch(now, local_id, b);
                 }
@@ -81,9 +81,44 @@ impl Endpoint {
             s.rx_buf.entry(rseq).or_insert(MsgBody::Heartbeat);
         }
         let ack = s.rx_next;
-        self.send_unreliable(now, local_id, MsgBody::Ack { next_expected: ack });
+        self.ack(now, local_id, ack);
         for b in deliver {
             self.dispatch(now, local_id, b);
+        }
+    }
+
+    /// Acknowledge with `next_expected` ([REL-6]): now, or after [`Timing::ack_delay`].
+    fn ack(&mut self, now: Instant, local_id: u32, next_expected: u32) {
+        let delay = self.cfg.timing.ack_delay;
+        if delay.is_zero() {
+            self.send_unreliable(now, local_id, MsgBody::Ack { next_expected });
+        } else if let Some(Conn {
+            state: ConnState::Established(s),
+            ..
+        }) = self.conns.get_mut(&local_id)
+        {
+            s.acks_due.push_back((now + delay, next_expected));
+        }
+    }
+
+    /// Send the delayed ACKs that are due.
+    pub(super) fn send_due_acks(&mut self, now: Instant, local_id: u32) {
+        loop {
+            let Some(Conn {
+                state: ConnState::Established(s),
+                ..
+            }) = self.conns.get_mut(&local_id)
+            else {
+                return;
+            };
+            match s.acks_due.front() {
+                Some((at, next_expected)) if *at <= now => {
+                    let next_expected = *next_expected;
+                    s.acks_due.pop_front();
+                    self.send_unreliable(now, local_id, MsgBody::Ack { next_expected });
+                }
+                _ => return,
+            }
         }
     }
 
@@ -150,7 +185,7 @@ impl Endpoint {
                 rseq,
                 Pending {
                     plaintext: pt.clone(),
-                    next_send: now + INITIAL_RTO,
+                    next_send: now + INITIAL_RTO + self.cfg.timing.retransmit_late,
                     rto: INITIAL_RTO,
                     tries: 1,
                 },

@@ -37,6 +37,9 @@ impl Endpoint {
                     if let Some((_, exp)) = &s.rx_prev {
                         at(*exp);
                     }
+                    if let Some((t, _)) = s.acks_due.front() {
+                        at(*t);
+                    }
                     if let Some(t) = s.time.poll_timeout() {
                         at(t);
                     }
@@ -51,6 +54,8 @@ impl Endpoint {
         let no_loss = self.has(Fault::NoDeviceLoss);
         let no_resync = self.has(Fault::TimeNoResync);
         let hb = self.cfg.hb_interval;
+        let late = self.cfg.timing.retransmit_late;
+        self.send_due_acks(now, local_id);
         let Some(conn) = self.conns.get_mut(&local_id) else {
             return;
         };
@@ -114,7 +119,13 @@ impl Endpoint {
                         }
                         p.tries += 1;
                         p.rto = (p.rto * 2).min(MAX_RTO);
-                        p.next_send = now + p.rto;
+                        // A retransmission may be late by up to 100 ms ([REL-8]); the loss after
+                        // the last one is declared when its RTO expires ([REL-9]).
+                        p.next_send = if p.tries >= MAX_TRIES {
+                            now + p.rto
+                        } else {
+                            now + p.rto + late
+                        };
                         resend.push(p.plaintext.clone());
                     }
                 }

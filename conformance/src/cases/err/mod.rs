@@ -289,8 +289,7 @@ fn mtu_frames(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
-/// The largest UDP payload (IPv4): the largest frame a UDP link can carry.
-const MAX_UDP_PAYLOAD: usize = 65_507;
+use crate::tester::MAX_UDP_PAYLOAD;
 
 /// The oversized frames SB-ERR-001 sends: each past the MTU (a frame equal to it is accepted,
 /// [FRAME-4]) and within a UDP datagram.

@@ -4,10 +4,15 @@
 use super::fuzz::{malformed_count, mutate, ops, sample};
 use super::*;
 pub(super) fn tcp_framing(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
-    ctx.fresh_dut()?;
+    // The link MTU is one value for UDP and TCP (2.3): learnt from the DUT's HELLO max_frame on
+    // a first connection, which stays idle while a second TCP connection is probed.
+    let (mut lt, c) = ctx.connected()?;
+    let mtu = usize::from(c.dut_hello.max_frame).max(256);
+    ctx.note(format!(
+        "link MTU taken from the DUT's HELLO max_frame: {mtu}"
+    ));
     let t = ctx.timeout();
     let addr = dut_tcp_addr(ctx)?;
-    let mut lt = ctx.lower()?;
     let mut s = TcpStream::connect_timeout(&addr, t)?;
     s.set_read_timeout(Some(t))?;
     s.set_nodelay(true)?;
@@ -22,21 +27,28 @@ pub(super) fn tcp_framing(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         format!("{first:?}"),
     );
     let before = must_counters(ctx)?;
-    // Two frames whose length is below 6 and one longer than the MTU (1400 unless configured
-    // otherwise; 4000 is above it): skipped, then another HANDSHAKE_1.
+    // Two frames whose length is below 6 and one longer than the MTU (when a 16-bit length
+    // prefix can say so): skipped, then another HANDSHAKE_1.
     s.write_all(&[0, 3, 1, 2, 3])?;
     s.write_all(&[0, 5, 1, 0x10, 0, 0, 0])?;
-    let big = 4000u16;
-    let mut long = big.to_be_bytes().to_vec();
-    long.resize(2 + usize::from(big), 0x5A);
-    s.write_all(&long)?;
+    let big = u16::try_from(mtu + 1).ok();
+    match big {
+        Some(big) => {
+            let mut long = big.to_be_bytes().to_vec();
+            long.resize(2 + usize::from(big), 0x5A);
+            s.write_all(&long)?;
+        }
+        None => ctx.note(format!(
+            "no TCP frame is longer than the MTU {mtu} (16-bit length): oversized_frames not probed"
+        )),
+    }
     let id2 = lt.random_u32();
     s.write_all(&tcp_hs1(&mut lt, id2))?;
     let second = read_tcp_frame(&mut s);
     ctx.check(
         "FRAME-3",
         matches!(&second, Ok(Frame { conn_id, body: Body::Handshake2 { .. } }) if *conn_id == id2),
-        format!("a HANDSHAKE_2 to conn_id {id2:#010x} after the three skipped frames"),
+        format!("a HANDSHAKE_2 to conn_id {id2:#010x} after the skipped frames"),
         format!("{second:?}"),
     );
     if let Some(mid) = check_delta(
@@ -47,15 +59,20 @@ pub(super) fn tcp_framing(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         2..=2,
         "the two length prefixes below 6",
     )? {
-        if let (Some(b), Some(a)) = (before.get("oversized_frames"), mid.get("oversized_frames")) {
+        if let (Some(big), Some(b), Some(a)) = (
+            big,
+            before.get("oversized_frames"),
+            mid.get("oversized_frames"),
+        ) {
             ctx.check(
                 "FRAME-3",
                 a == b + 1,
-                "`oversized_frames` up by 1 (the 4000-byte frame)",
+                format!("`oversized_frames` up by 1 (the {big}-byte frame)"),
                 format!("up by {}", i128::from(a) - i128::from(b)),
             );
         }
     }
+    drop(c);
     ctx.pass();
     Ok(())
 }
