@@ -58,6 +58,8 @@ pub struct RunOptions {
     pub transports: Vec<Transport>,
     /// Only cases that check at least one of these requirement IDs (all when empty).
     pub requirements: Vec<String>,
+    /// Leave out the cases matching any of these `--filter` patterns.
+    pub skip: Vec<String>,
 }
 
 impl RunOptions {
@@ -255,6 +257,7 @@ impl Session {
         match result {
             Ok(Ok(())) => {}
             Ok(Err(StepError::Io(e))) => ctx.outcome.error(format!("harness I/O error: {e}")),
+            Ok(Err(StepError::NotApplicable(why))) => ctx.not_applicable(why),
             Ok(Err(e)) => ctx
                 .outcome
                 .inconc(format!("a preamble or step did not complete: {e}")),
@@ -387,6 +390,7 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
     let selected: Vec<&Case> = cases
         .iter()
         .filter(|c| matches_filter(c, opts.filter.as_deref()))
+        .filter(|c| !opts.skip.iter().any(|s| matches_filter(c, Some(s))))
         .filter(|c| opts.transports.is_empty() || opts.transports.contains(&c.tester_transport()))
         .filter(|c| {
             opts.requirements.is_empty()

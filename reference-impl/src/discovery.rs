@@ -560,6 +560,8 @@ pub struct Responder {
     advert_cbor: Vec<u8>,
     next_message_id: u16,
     malformed: u64,
+    /// [`crate::Fault::DiscAnyCap`]: a request matches when the device has any one kind asked.
+    any_cap_matches: bool,
 }
 
 /// A response decided by the routing, before it becomes a message.
@@ -595,7 +597,15 @@ impl Responder {
             advert,
             next_message_id: 0,
             malformed: 0,
+            any_cap_matches: false,
         }
+    }
+
+    /// The defect [`crate::Fault::DiscAnyCap`] (suite self-test only): a request with several
+    /// `cap=` filters matches when the device has any one of the kinds, not every one (3.1).
+    pub fn with_any_cap_matching(mut self) -> Self {
+        self.any_cap_matches = true;
+        self
     }
 
     /// Starts the Message ID counter at `first`; drivers should pass a random value
@@ -758,11 +768,22 @@ impl Responder {
         let filters = request
             .options_with(OptionNumber::URI_QUERY)
             .filter_map(|o| o.value().strip_prefix(CAP_QUERY_PREFIX.as_bytes()));
+        let has = |kind: &[u8]| self.advert.caps.iter().any(|c| c.as_bytes() == kind);
+        if self.any_cap_matches {
+            let kinds: Vec<&[u8]> = filters.collect();
+            if kinds.iter().any(|k| k.is_empty()) {
+                return Reply::error(Code::BAD_REQUEST, "empty cap filter");
+            }
+            if !kinds.is_empty() && !kinds.iter().any(|k| has(k)) {
+                return Reply::error(Code::NOT_FOUND, "no capability of the requested kind");
+            }
+            return Reply::content(ContentFormat::CBOR, self.advert_cbor.as_slice());
+        }
         for kind in filters {
             if kind.is_empty() {
                 return Reply::error(Code::BAD_REQUEST, "empty cap filter");
             }
-            if !self.advert.caps.iter().any(|c| c.as_bytes() == kind) {
+            if !has(kind) {
                 return Reply::error(Code::NOT_FOUND, "no capability of the requested kind");
             }
         }

@@ -94,6 +94,16 @@ faults! {
     CtrlNonUtf8Hangup = "ctrl-non-utf8-hangup", "CTRL-2,CTRL-1", "closes the control connection, unanswered, on a line that is not UTF-8";
     /// A control line past the bound ends the control connection.
     CtrlLongLineHangup = "ctrl-long-line-hangup", "CTRL-18", "closes the control connection, unanswered, on a line longer than it accepts";
+    /// Several cap= filters match when any one kind is there.
+    DiscAnyCap = "disc-any-cap", "DISC-5,DISC-6", "answers a discovery request naming several cap= kinds when it has any one of them, not every one";
+    /// A lockout refuses only the address that caused it.
+    LockoutPerAddress = "lockout-per-address", "PAIR-11", "refuses during a lockout only the PAIR_REQUESTs from the address whose failures caused it";
+    /// Every lockout lasts as long as the first.
+    LockoutNoDoubling = "lockout-no-doubling", "PAIR-11", "makes each further lockout as long as the first instead of twice the previous one";
+    /// Failures count toward a lockout for 5 s only.
+    PairFailureWindow5s = "pair-failure-window-5s", "PAIR-11", "enters a lockout only for three failures within 5 s, not within 60 s";
+    /// A pending pairing that times out is not a failure.
+    PendingTimeoutUncounted = "pending-timeout-uncounted", "PAIR-8,PAIR-11", "counts no failure for a pending pairing abandoned because its 10 s passed";
     /// TIMED_DATA is taken on any session.
     TimedDataAnywhere = "timed-data-anywhere", "TIME-14", "delivers TIMED_DATA on a message session as an ordinary message";
 }

@@ -306,3 +306,36 @@ fn a_rig_without_pics_refuses_to_start() -> anyhow::Result<()> {
     assert!(err.contains("pics") && err.contains("nopics.toml"), "{err}");
     Ok(())
 }
+
+/// `--skip` leaves the matching cases out of the plan (comma-separated, globs and substrings as
+/// `--filter`), and the report lists only the cases that were planned.
+#[test]
+fn skip_leaves_matching_cases_out() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (code, report, stderr) = certify(
+        dir.path(),
+        &[
+            "--filter",
+            "SB-HS-00*",
+            "--transport",
+            "udp",
+            "--skip",
+            "SB-HS-001,sb-hs-003",
+        ],
+    )?;
+    assert_eq!(code, 0, "{stderr}");
+    let ids: Vec<&str> = report["cases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert!(!ids.is_empty(), "{stderr}");
+    assert!(
+        ids.iter()
+            .all(|id| id.starts_with("SB-HS-00") && *id != "SB-HS-001" && *id != "SB-HS-003"),
+        "{ids:?}"
+    );
+    assert_eq!(report["plan"]["planned"], ids.len());
+    Ok(())
+}

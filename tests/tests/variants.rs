@@ -115,3 +115,33 @@ fn the_slowest_legal_timing_passes() -> anyhow::Result<()> {
         ],
     )
 }
+
+/// At MTU 256 the reference's CAP_LIST holds only its own three capabilities ([CAP-12]): the
+/// bridge cases are NA (their subject is legally not offered on that connection), never FAIL
+/// or INCONC; SB-CAP-001 still checks that the list is the longest prefix that fits.
+#[test]
+fn a_cap_list_cut_by_a_small_mtu_makes_the_bridge_cases_na() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (code, report, stderr) = certify(
+        dir.path(),
+        &[
+            "--variant",
+            "smallest",
+            "--filter",
+            "SB-BRIDGE-00*",
+            "--transport",
+            "udp",
+        ],
+    )?;
+    assert_eq!(code, 0, "{stderr}");
+    let cases = report["cases"].as_array().cloned().unwrap_or_default();
+    assert!(cases.len() >= 5, "{cases:?}");
+    for c in &cases {
+        assert_eq!(c["verdict"], "NA", "{c}");
+        assert!(
+            c["reason"].as_str().is_some_and(|r| r.contains("[CAP-12]")),
+            "{c}"
+        );
+    }
+    passes_under("smallest", &["SB-CAP-001"])
+}

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `cargo xtask test [ARGS]` | install missing prerequisites, then `cargo test --workspace ARGS` (CI runs this) |
 //! | `cargo xtask certify [ARGS]` | certify a device (`--rig rigs/<rig>.toml`; the reference on the virtual rig by default) |
+//! | `cargo xtask repeat N [ARGS]` | certify N times with seeds 1..=N and list every case whose verdict changed (flakes) |
 //! | `cargo xtask variants [--seeds N]` | certify the reference under the legal corners and N random legal variants; every case must pass (CI's last step) |
 //! | `cargo xtask fixtures [--accept]` | regenerate golden fixtures and snapshots, show what changed, accept it |
 //! | `cargo xtask spec-coverage [ARGS]` | which spec requirements have cases |
@@ -20,6 +21,7 @@ mod cargo;
 mod certify;
 mod fixtures;
 mod fuzz;
+mod repeat;
 mod rig;
 mod setup;
 mod spec_coverage;
@@ -54,6 +56,10 @@ enum Command {
     /// Certify a device against the spec (forwards ARGS to the `certify` binary; `--help` for its options).
     #[command(disable_help_flag = true)]
     Certify(Forwarded),
+    /// Certify N times with seeds 1..=N and list every case whose verdict changed (forwards
+    /// the other ARGS to `certify`).
+    #[command(disable_help_flag = true)]
+    Repeat(Forwarded),
     /// Certify the reference under legal variants of its behaviour (the corners and random
     /// seeds): every case must pass under every one.
     Variants(variants::Options),
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
         Command::Test(f) => test::run(&f.args),
         Command::Certify(f) => certify::run(&f.args),
         Command::Variants(o) => variants::run(&o),
+        Command::Repeat(f) => repeat::run(&f.args),
         Command::Fixtures(o) => fixtures::run(&o),
         Command::SpecCoverage(f) => spec_coverage::run(&f.args),
         Command::Rig(f) => rig::run(&f.args),

@@ -31,6 +31,10 @@ struct Args {
     /// Run only cases whose ID or title contains PATTERN (or whose ID matches a `*` glob).
     #[arg(long, value_name = "PATTERN")]
     filter: Option<String>,
+    /// Leave out the cases matching PATTERN (as --filter; comma-separated or repeated:
+    /// `--skip 'SB-PAIR-*,SB-DISC-*'`).
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
+    skip: Vec<String>,
     /// Run only cases that check one of these requirement IDs (comma-separated: `REC-6,TIME-7`),
     /// e.g. to see which cases a change to those requirements touches.
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         progress: !args.quiet,
         transports: args.transport,
         requirements: args.requirement,
+        skip: args.skip,
     };
     if let Some(f) = &opts.fault {
         if f.parse::<softbus::Fault>().is_err() {

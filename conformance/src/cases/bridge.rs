@@ -32,7 +32,7 @@ use softbus::wire::msg::{PermResult, Scope};
 use softbus::wire::Code;
 
 use crate::case::{Case, Ctx};
-use crate::cases::cap::{capabilities, CapEntry};
+use crate::cases::cap::CapEntry;
 use crate::cases::sess::T_RESP;
 use crate::tester::lower::{SecureConn, StepError};
 
@@ -270,18 +270,77 @@ fn opposite(state: &str) -> &'static str {
     }
 }
 
-/// Connected, with the DUT's capabilities.
+/// Connected, with the DUT's capabilities. A CAP_LIST without a bridged device of each type
+/// that is full at the connection's frame size makes the case NA: [CAP-12] lets a device with a
+/// small link MTU offer only the capabilities that fit, and the bridged ones come after its own.
 fn setup(ctx: &mut Ctx<'_>) -> Result<(SecureConn, Vec<CapEntry>), StepError> {
     let (_lt, mut c) = ctx.connected()?;
     let t = ctx.timeout();
-    let caps = capabilities(&mut c, t)?;
+    let (cbor, _) = crate::cases::cap::query(&mut c, 0x0b1d, t)?;
+    let caps = crate::cases::cap::validate_list(&cbor).map_err(|e| {
+        StepError::Unexpected(format!("preamble: the DUT's CAP_LIST is invalid: {e}"))
+    })?;
+    let absent: Vec<&str> = [(LIGHT, "light"), (SENSOR, "sensor")]
+        .into_iter()
+        .filter(|(base, _)| !caps.iter().any(|e| is_bridged(&e.name, base)))
+        .map(|(_, kind)| kind)
+        .collect();
+    let cut = crate::cases::cap::full_for(&c, &cbor, &absent);
+    if !cut.is_empty() {
+        return Err(StepError::NotApplicable(format!(
+            "the DUT's CAP_LIST ({:?}) is full at the frame size {} and lists no bridged {} \
+             device: [CAP-12] lets it offer only what fits; certify bridging at a link MTU that \
+             holds its bridged devices ([CAP-3])",
+            caps.iter().map(|e| &e.name).collect::<Vec<_>>(),
+            c.max_frame(),
+            cut.join(" or ")
+        )));
+    }
     Ok((c, caps))
+}
+
+/// Of the PIXIT-named bridged devices `missing` from the DUT's CAP_LIST, those it should have
+/// listed: a device of a kind for which the list is full at the frame size is legally not
+/// offered on this connection ([CAP-12]) and only noted. When every named device is cut so and
+/// `na_if_all_cut`, the case is NA (it is about those devices).
+fn not_cut(
+    ctx: &mut Ctx<'_>,
+    c: &mut SecureConn,
+    missing: Vec<String>,
+    na_if_all_cut: bool,
+) -> Result<Vec<String>, StepError> {
+    if missing.is_empty() {
+        return Ok(missing);
+    }
+    let t = ctx.timeout();
+    let (cbor, _) = crate::cases::cap::query(c, 0x0b1e, t)?;
+    let kind = |n: &str| {
+        if is_bridged(n, SENSOR) {
+            "sensor"
+        } else {
+            "light"
+        }
+    };
+    let (cut, kept): (Vec<String>, Vec<String>) = missing
+        .into_iter()
+        .partition(|n| !crate::cases::cap::full_for(c, &cbor, &[kind(n)]).is_empty());
+    if !cut.is_empty() {
+        let why = format!(
+            "{cut:?} not listed: the CAP_LIST is full at the frame size {} ([CAP-12])",
+            c.max_frame()
+        );
+        if na_if_all_cut && kept.is_empty() && cut.len() == ctx.pixit.bridge_unreachable.len() {
+            return Err(StepError::NotApplicable(why));
+        }
+        ctx.note(why);
+    }
+    Ok(kept)
 }
 
 // ------------------------------------------------------------------------------------ cases
 
 fn bridged_capabilities_listed(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
-    let (_c, caps) = setup(ctx)?;
+    let (mut c, caps) = setup(ctx)?;
     let mut bridged = 0;
     for (base, kind) in [(LIGHT, "light"), (SENSOR, "sensor")] {
         let of_type: Vec<&CapEntry> = caps.iter().filter(|c| is_bridged(&c.name, base)).collect();
@@ -315,12 +374,14 @@ fn bridged_capabilities_listed(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         "at least one bridged ZCL device in CAP_LIST (PICS BRIDGE_ZCL)",
         format!("{:?}", caps.iter().map(|c| &c.name).collect::<Vec<_>>()),
     );
-    let missing: Vec<&String> = ctx
+    let missing: Vec<String> = ctx
         .pixit
         .bridge_unreachable
         .iter()
         .filter(|u| !caps.iter().any(|c| &&c.name == u))
+        .cloned()
         .collect();
+    let missing = not_cut(ctx, &mut c, missing, false)?;
     ctx.check(
         "CAP-7",
         missing.is_empty(),
@@ -598,8 +659,16 @@ fn unreachable_device_internal(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     }
     let (mut c, caps) = setup(ctx)?;
     let mut g = Grants::new(ctx);
+    let missing: Vec<String> = ctx
+        .pixit
+        .bridge_unreachable
+        .iter()
+        .filter(|u| !caps.iter().any(|c| &&c.name == u))
+        .cloned()
+        .collect();
+    let missing = not_cut(ctx, &mut c, missing, true)?;
     for cap in ctx.pixit.bridge_unreachable.clone() {
-        if !caps.iter().any(|c| c.name == cap) {
+        if missing.contains(&cap) {
             ctx.check(
                 "CAP-9",
                 false,
@@ -607,6 +676,9 @@ fn unreachable_device_internal(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
                 "not in CAP_LIST",
             );
             continue;
+        }
+        if !caps.iter().any(|c| c.name == cap) {
+            continue; // cut by [CAP-12], noted
         }
         let args = if is_bridged(&cap, LIGHT) {
             "on"

@@ -242,6 +242,27 @@ fn cap_list_valid(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
+/// The capability kinds of `kinds` for which a CAP_LIST `cbor` received on `c` is full: the
+/// record has no room for even the smallest entry of that kind within the connection's frame
+/// size, so a capability of that kind missing from it is legally not offered on this
+/// connection ([CAP-12]).
+pub(crate) fn full_for<'k>(c: &SecureConn, cbor: &[u8], kinds: &[&'k str]) -> Vec<&'k str> {
+    let record = RECORD_OVERHEAD
+        + Message {
+            rseq: 1,
+            body: MsgBody::CapList {
+                req_id: 0x11,
+                cbor: cbor.to_vec(),
+            },
+        }
+        .buffer_len();
+    kinds
+        .iter()
+        .copied()
+        .filter(|k| record + smallest_entry(k) > c.max_frame())
+        .collect()
+}
+
 /// Bytes one capability entry of `kind` adds to a CAP_LIST at the least: a one-byte name and
 /// zero metrics (the array header may grow by a byte too).
 fn smallest_entry(kind: &str) -> usize {

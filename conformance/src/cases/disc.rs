@@ -53,8 +53,8 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             id: "SB-DISC-004",
-            title: "stays silent on multicast and answers 4.04 on unicast for a capability kind it lacks",
-            requirements: &["DISC-5", "DISC-6", "DISC-9"],
+            title: "stays silent on multicast and answers 4.04 on unicast for a capability kind it lacks, also among several cap= filters",
+            requirements: &["DISC-5", "DISC-6", "DISC-9", "DISC-2"],
             pics: "DISC_COAP",
             pixit: &["capabilities"],
             transport: "udp",
@@ -439,8 +439,74 @@ fn filters_by_capability(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         ),
         None => ctx.check("DISC-6", false, "4.04", "no answer"),
     };
+    // Several filters: a device matches only when it has every kind asked for (3.1). One it has
+    // with one it lacks: no match; every kind it has: a match.
+    let mut have: Vec<String> = ctx.pixit.capabilities.clone();
+    have.sort();
+    have.dedup();
+    if let Some(present) = have.first().cloned() {
+        let device_get = |mid: u16, token: [u8; 4], kinds: &[&str], ty| {
+            let mut m = get(mid, token, &["softbus", "v1", "device"], ty)?;
+            for k in kinds {
+                m.push_uri_query(&format!("cap={k}"))
+                    .map_err(|e| StepError::Unexpected(e.to_string()))?;
+            }
+            Ok::<_, StepError>(m)
+        };
+        let mixed = device_get(
+            8,
+            [8, 8, 8, 8],
+            &[present.as_str(), absent],
+            MessageType::NonConfirmable,
+        )?;
+        let answers = multicast_answers(ctx, &mixed)?;
+        ctx.check(
+            "DISC-5",
+            answers.is_empty(),
+            format!("no answer to a multicast probe with cap={present} and cap={absent}"),
+            format!("{answers:?}"),
+        );
+        match unicast(ctx, &mixed)? {
+            Some(r) => ctx.check(
+                "DISC-6",
+                r.code == CoapCode::NOT_FOUND,
+                format!("4.04 for a unicast GET with cap={present} and cap={absent}"),
+                r.code.to_string(),
+            ),
+            None => ctx.check("DISC-6", false, "4.04", "no answer"),
+        };
+        let kinds: Vec<&str> = have.iter().map(String::as_str).collect();
+        let all = device_get(9, [9, 9, 9, 8], &kinds, MessageType::NonConfirmable)?;
+        let answers = multicast_answers(ctx, &all)?;
+        ctx.check(
+            "DISC-2",
+            answers.len() == 1 && answers[0]["code"] == CoapCode::CONTENT.to_string(),
+            format!(
+                "one 2.05 answer to a multicast probe naming every kind it has ({})",
+                kinds.join(", ")
+            ),
+            format!("{answers:?}"),
+        );
+    }
     ctx.pass();
     Ok(())
+}
+
+/// Send `m` to the discovery group; the answers carrying its token, as {from, code}.
+fn multicast_answers(ctx: &mut Ctx<'_>, m: &CoapMessage) -> Result<Vec<Value>, StepError> {
+    let (target, iface) = multicast_target(ctx);
+    let s = socket(iface)?;
+    s.send_to(&m.to_bytes(), target)?;
+    let got = collect(&s, T_RESP + Duration::from_millis(300))?;
+    Ok(got
+        .iter()
+        .filter_map(|(_, from, b)| {
+            CoapMessage::parse(b)
+                .ok()
+                .filter(|r| r.token == m.token)
+                .map(|r| serde_json::json!({"from": from.to_string(), "code": r.code.to_string()}))
+        })
+        .collect())
 }
 
 fn serves_core_and_errors(ctx: &mut Ctx<'_>) -> Result<(), StepError> {

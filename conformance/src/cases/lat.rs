@@ -350,12 +350,22 @@ fn bridged_read_latency(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     use softbus::wire::Code;
     let (_lt, mut c) = ctx.connected()?;
     let t = ctx.timeout();
-    let caps = crate::cases::cap::capabilities(&mut c, t)?;
+    let (cbor, _) = crate::cases::cap::query(&mut c, 0x0ca9, t)?;
+    let caps = crate::cases::cap::validate_list(&cbor).map_err(|e| {
+        StepError::Unexpected(format!("preamble: the DUT's CAP_LIST is invalid: {e}"))
+    })?;
     let Some(sensor) = caps
         .iter()
         .find(|e| e.kind == "sensor" && e.name.starts_with("sensor.temperature"))
         .map(|e| e.name.clone())
     else {
+        if !crate::cases::cap::full_for(&c, &cbor, &["sensor"]).is_empty() {
+            return Err(StepError::NotApplicable(format!(
+                "the DUT's CAP_LIST is full at the frame size {} and lists no bridged sensor \
+                 ([CAP-12]); measure bridged reads at a link MTU that holds it",
+                c.max_frame()
+            )));
+        }
         ctx.outcome
             .inconc("the DUT lists no bridged sensor.temperature capability");
         return Ok(());

@@ -18,7 +18,7 @@ use softbus::wire::frame::{Body, Frame};
 use softbus::wire::Code;
 
 use crate::case::{Case, Ctx};
-use crate::tester::lower::StepError;
+use crate::tester::lower::{LowerTester, StepError};
 
 /// The cases of this section.
 pub fn cases() -> Vec<Case> {
@@ -103,6 +103,24 @@ pub fn cases() -> Vec<Case> {
             pixit: &["pin"],
             transport: "udp",
             run: initiator_checks_result_mac,
+        },
+        Case {
+            id: "SB-PAIR-010",
+            title: "locks out PAIR_REQUESTs from every address, and makes a second lockout last twice as long as the first",
+            requirements: &["PAIR-11"],
+            pics: "PAIR_PIN",
+            pixit: &["pin", "lockout_ms"],
+            transport: "udp",
+            run: lockout_everywhere_and_doubling,
+        },
+        Case {
+            id: "SB-PAIR-011",
+            title: "counts a pairing left unconfirmed as a failure once its 10 s pass, with failures spread over them",
+            requirements: &["PAIR-8", "PAIR-10", "PAIR-11"],
+            pics: "PAIR_PIN",
+            pixit: &["pin"],
+            transport: "udp",
+            run: unconfirmed_pairing_times_out_as_failure,
         },
     ]
 }
@@ -627,4 +645,155 @@ fn invalid_element() -> Option<[u8; 33]> {
         let (b, _) = softbus::crypto::spake2_start_b("000000", rand::thread_rng());
         b.finish(&m).is_err().then_some(m)
     })
+}
+
+/// Three wrong PINs from `lt`; returns when the PAIR_RESULT of the third arrived (the lockout
+/// starts no later than that on the DUT).
+fn three_wrong_pins(ctx: &mut Ctx<'_>, lt: &mut LowerTester) -> Result<Instant, StepError> {
+    let bad = wrong_pin(&ctx.pixit.pin);
+    for i in 0..3 {
+        let out = lt.pair(&bad, true)?;
+        ctx.note(format!("wrong PIN attempt {}: {}", i + 1, out.status));
+    }
+    Ok(Instant::now())
+}
+
+/// Pair with the right PIN at `at` (sleeping until then); the PAIR_RESULT's status.
+fn right_pin_at(ctx: &mut Ctx<'_>, lt: &mut LowerTester, at: Instant) -> Result<Code, StepError> {
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    let pin = ctx.pixit.pin.clone();
+    Ok(lt.pair(&pin, false)?.status)
+}
+
+fn lockout_everywhere_and_doubling(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+    ctx.fresh_dut()?;
+    let lockout = ctx.pixit.lockout();
+    let margin = Duration::from_millis(300);
+    let mut lt = ctx.lower()?;
+    let first = three_wrong_pins(ctx, &mut lt)?;
+    // Another address, during the lockout: refused too ("answers every PAIR_REQUEST").
+    let mut other = ctx.lower()?;
+    ctx.note(format!(
+        "failures from {}, probe from {}",
+        lt.local_addr(),
+        other.local_addr()
+    ));
+    let status = right_pin_at(ctx, &mut other, Instant::now())?;
+    ctx.check(
+        "PAIR-11",
+        status == Code::RateLimited,
+        "RATE_LIMITED for the right PIN from another address during the lockout",
+        status.to_string(),
+    );
+    // The first lockout ends after lockout_ms; three more failures start the second.
+    let status = right_pin_at(ctx, &mut lt, first + lockout + margin)?;
+    ctx.check(
+        "PAIR-13",
+        status == Code::Ok,
+        format!("pairing works again {lockout:?} + {margin:?} after the first lockout began"),
+        status.to_string(),
+    );
+    let second = three_wrong_pins(ctx, &mut lt)?;
+    // Just past the first lockout's length, inside the second's (twice as long).
+    let status = right_pin_at(ctx, &mut lt, second + lockout + margin)?;
+    ctx.check(
+        "PAIR-11",
+        status == Code::RateLimited,
+        format!(
+            "RATE_LIMITED {:?} after the second lockout began (it lasts {:?})",
+            lockout + margin,
+            lockout * 2
+        ),
+        status.to_string(),
+    );
+    // Just past twice the first.
+    let status = right_pin_at(ctx, &mut lt, second + lockout * 2 + margin)?;
+    ctx.check(
+        "PAIR-11",
+        status == Code::Ok,
+        format!(
+            "pairing works again {:?} after the second lockout began",
+            lockout * 2 + margin
+        ),
+        status.to_string(),
+    );
+    ctx.pass();
+    Ok(())
+}
+
+fn unconfirmed_pairing_times_out_as_failure(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+    ctx.fresh_dut()?;
+    let mut lt = ctx.lower()?;
+    let t = lt.timeout;
+    let bad = wrong_pin(&ctx.pixit.pin);
+    for i in 0..2 {
+        let out = lt.pair(&bad, true)?;
+        ctx.note(format!("wrong PIN attempt {}: {}", i + 1, out.status));
+    }
+    // A right-PIN request never confirmed: the third failure, once its 10 s pass (5.3).
+    let (_, msg_a) = softbus::crypto::spake2_start_a(&ctx.pixit.pin, rand::thread_rng());
+    let Ok(spake_msg) = <[u8; 33]>::try_from(msg_a.as_slice()) else {
+        return Err(StepError::Unexpected("SPAKE2 message length".into()));
+    };
+    let request = Frame {
+        conn_id: 0,
+        body: Body::PairRequest {
+            pairing_id: 0x7a11,
+            static_key: *lt.identity.public(),
+            spake_msg,
+        },
+    };
+    let is_answer = |f: &Frame| {
+        matches!(
+            &f.body,
+            Body::PairResponse {
+                pairing_id: 0x7a11,
+                ..
+            } | Body::PairResult {
+                pairing_id: 0x7a11,
+                ..
+            }
+        )
+    };
+    lt.send_frame(&request)?;
+    let response = lt.expect_frame(t, "PAIR_RESPONSE", is_answer)?;
+    let pending_since = Instant::now();
+    if !matches!(response.body, Body::PairResponse { .. }) {
+        ctx.check(
+            "PAIR-11",
+            false,
+            "a PAIR_RESPONSE after two failures (no lockout yet)",
+            format!("{:?}", response.body),
+        );
+        ctx.pass();
+        return Ok(());
+    }
+    // Just inside the 10 s: still pending, so a repeat gets the same PAIR_RESPONSE ([PAIR-10]).
+    std::thread::sleep(
+        (pending_since + Duration::from_millis(9_000)).saturating_duration_since(Instant::now()),
+    );
+    lt.send_frame(&request)?;
+    let repeat = lt.expect_frame(t, "the repeated PAIR_RESPONSE", is_answer)?;
+    ctx.check(
+        "PAIR-10",
+        repeat.to_vec() == response.to_vec(),
+        "9 s after it, a byte-identical PAIR_RESPONSE to the repeated request (still pending)",
+        format!("{:?}", repeat.body),
+    );
+    // Just past the 10 s (counted from the first PAIR_RESPONSE; the repeat does not restart
+    // them): abandoned, the third failure in about 10 s, so a lockout.
+    std::thread::sleep(
+        (pending_since + Duration::from_millis(10_500)).saturating_duration_since(Instant::now()),
+    );
+    let pin = ctx.pixit.pin.clone();
+    let status = lt.pair(&pin, false)?.status;
+    ctx.check(
+        "PAIR-11",
+        status == Code::RateLimited,
+        "RATE_LIMITED 10.5 s after the unconfirmed PAIR_RESPONSE: its abandonment was the third \
+         failure, the first two about 10 s earlier",
+        status.to_string(),
+    );
+    ctx.pass();
+    Ok(())
 }

@@ -100,10 +100,32 @@ const ACK_BOUND: Duration = Duration::from_millis(100);
 /// Measurement slack at the tester.
 const SLACK: Duration = Duration::from_millis(15);
 
+/// The link's round trip as the DUT's echo shows it: the least of three echoes of a short
+/// message, which the DUT answers at once. [REL-6]'s 100 ms count from the DUT's receipt, so an
+/// ACK seen at the tester may come this much later (a Zigbee or BLE link takes tens of ms).
+fn link_round_trip(c: &mut SecureConn, sid: u32, t: Duration) -> Result<Duration, StepError> {
+    let mut best = Duration::MAX;
+    for i in 0..3u32 {
+        let started = Instant::now();
+        c.send_data(sid, 0x7700 + i, b"rtt", ChannelKind::Message)?;
+        c.recv_data(sid, t)?;
+        best = best.min(started.elapsed());
+    }
+    // Their ACKs may come up to 100 ms later: none may pass for an ACK of the steps below.
+    c.settle(t)?;
+    Ok(best)
+}
+
 fn acks_every_message(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     let (_lt, mut c, sid) = ctx.session("echo", ChannelKind::Message)?;
     let rx0 = c.rx.clone();
-    gather(&mut c, Duration::from_millis(50))?;
+    let t = ctx.timeout();
+    let rtt = link_round_trip(&mut c, sid, t)?;
+    ctx.note(format!(
+        "link round trip (least of 3 echoes): {:.3} ms, allowed on top of the 100 ms",
+        rtt.as_secs_f64() * 1e3
+    ));
+    let bound = ACK_BOUND + rtt + SLACK;
     let r = c.next_rseq;
     let steps: Vec<(String, u32, MsgBody, u32)> = vec![
         (
@@ -146,7 +168,7 @@ fn acks_every_message(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     for (what, rseq, body, want) in steps {
         let sent = Instant::now();
         c.send_with_rseq(rseq, body)?;
-        let got = gather_timed(&mut c, ACK_BOUND + Duration::from_millis(50))?;
+        let got = gather_timed(&mut c, bound + Duration::from_millis(35))?;
         let ack = got.iter().find_map(|(at, m)| match m.body {
             MsgBody::Ack { next_expected } => Some((*at, next_expected)),
             _ => None,
@@ -158,7 +180,7 @@ fn acks_every_message(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
                     "REL-6",
                     false,
                     format!("an ACK for {what}"),
-                    "none within 150 ms",
+                    format!("none within {:?}", bound + Duration::from_millis(35)),
                 );
             }
             Some((at, ne)) => {
@@ -171,8 +193,12 @@ fn acks_every_message(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
                 let d = at.saturating_duration_since(sent);
                 ctx.check(
                     "REL-6",
-                    d <= ACK_BOUND + SLACK,
-                    format!("the ACK for {what} within 100 ms"),
+                    d <= bound,
+                    format!(
+                        "the ACK for {what} within 100 ms of its receipt ({:.1} ms at the tester, \
+                         with the link's round trip)",
+                        bound.as_secs_f64() * 1e3
+                    ),
                     format!("after {d:?}"),
                 );
             }

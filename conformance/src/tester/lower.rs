@@ -33,6 +33,10 @@ pub enum StepError {
     /// A socket, serial port or D-Bus call failed (a rig problem, not the DUT's).
     #[error("I/O error: {0}")]
     Io(String),
+    /// What the DUT announced makes the case inapplicable on this connection (a legal choice,
+    /// such as a CAP_LIST cut at a small MTU by [CAP-12]): the case is NA with this reason.
+    #[error("not applicable: {0}")]
+    NotApplicable(String),
 }
 
 impl From<std::io::Error> for StepError {

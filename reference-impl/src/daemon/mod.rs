@@ -245,6 +245,9 @@ pub async fn run(
         advert.id[0] ^= 0xff;
     }
     let mut responder = Responder::new(advert).with_first_message_id(rand::thread_rng().gen());
+    if faults.contains(&Fault::DiscAnyCap) {
+        responder = responder.with_any_cap_matching();
+    }
     let (coap_mc, coap_uc) = if cfg.discovery.enabled {
         let d = &cfg.discovery;
         let mc = multicast_socket(d.group, d.port, d.interface)?;

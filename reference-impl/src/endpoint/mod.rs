@@ -95,6 +95,8 @@ pub struct Endpoint {
     pair_resp: HashMap<(LinkAddr, u32), PairResp>,
     pair_failures: VecDeque<Instant>,
     lockout_until: Option<Instant>,
+    /// The address of the failure that started the lockout ([`Fault::LockoutPerAddress`]).
+    lockout_from: Option<LinkAddr>,
     lockouts: u32,
     grants: BTreeMap<u32, Grant>,
     prompts: BTreeMap<u64, PendingPrompt>,
@@ -134,6 +136,7 @@ impl Endpoint {
             pair_resp: HashMap::new(),
             pair_failures: VecDeque::new(),
             lockout_until: None,
+            lockout_from: None,
             lockouts: 0,
             grants: BTreeMap::new(),
             prompts: BTreeMap::new(),
@@ -278,6 +281,7 @@ impl Endpoint {
         self.pair_resp.clear();
         self.pair_failures.clear();
         self.lockout_until = None;
+        self.lockout_from = None;
         self.lockouts = 0;
         self.grants.clear();
         self.prompts.clear();
@@ -424,7 +428,9 @@ impl Endpoint {
             .collect();
         for k in expired {
             self.pair_resp.remove(&k);
-            self.record_pair_failure(now);
+            if !self.has(Fault::PendingTimeoutUncounted) {
+                self.record_pair_failure(now, &k.0);
+            }
         }
         // Prompts nobody answered.
         let due: Vec<u64> = self

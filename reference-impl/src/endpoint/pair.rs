@@ -54,25 +54,44 @@ impl Endpoint {
         Ok(pairing_id)
     }
 
-    pub(super) fn record_pair_failure(&mut self, now: Instant) {
+    /// Count a failure of 5.4 from `from`; the third within 60 s starts a lockout ([PAIR-11]).
+    pub(super) fn record_pair_failure(&mut self, now: Instant, from: &LinkAddr) {
         self.counters.pairing_failures += 1;
         if self.has(Fault::NoPinRateLimit) {
             return;
         }
+        let window = if self.has(Fault::PairFailureWindow5s) {
+            Duration::from_secs(5)
+        } else {
+            PAIR_FAILURE_WINDOW
+        };
         self.pair_failures.push_back(now);
         while self
             .pair_failures
             .front()
-            .is_some_and(|t| now.duration_since(*t) > PAIR_FAILURE_WINDOW)
+            .is_some_and(|t| now.duration_since(*t) > window)
         {
             self.pair_failures.pop_front();
         }
         if self.pair_failures.len() >= PAIR_FAILURES_BEFORE_LOCKOUT {
-            let factor = 1u32 << self.lockouts.min(10);
+            self.lockout_from = Some(from.clone());
+            let doublings = if self.has(Fault::LockoutNoDoubling) {
+                0
+            } else {
+                self.lockouts.min(10)
+            };
+            let factor = 1u32 << doublings;
             self.lockout_until = Some(now + (self.cfg.lockout * factor).min(MAX_LOCKOUT));
             self.lockouts += 1;
             self.pair_failures.clear();
         }
+    }
+
+    /// Whether a PAIR_REQUEST from `from` falls in a lockout: every address's does ([PAIR-11]),
+    /// except under [`Fault::LockoutPerAddress`].
+    fn locked_out(&self, now: Instant, from: &LinkAddr) -> bool {
+        self.lockout_until.is_some_and(|t| now < t)
+            && (!self.has(Fault::LockoutPerAddress) || self.lockout_from.as_ref() == Some(from))
     }
 
     pub(super) fn pair_result(
@@ -103,7 +122,7 @@ impl Endpoint {
         peer_key: [u8; 32],
         msg_a: [u8; SPAKE2_MSG_LEN],
     ) {
-        if self.lockout_until.is_some_and(|t| now < t) {
+        if self.locked_out(now, &from) {
             self.counters.rate_limited += 1;
             self.pair_result(&from, pairing_id, Code::RateLimited, [0; 32]);
             return;
@@ -119,10 +138,11 @@ impl Endpoint {
         }
         // One pending pairing at a time: a new attempt replaces the pending one, which counts
         // as a failed guess (otherwise parallel requests would bypass the rate limit).
-        if !self.pair_resp.is_empty() {
+        let pending = self.pair_resp.keys().next().map(|(a, _)| a.clone());
+        if let Some(abandoned) = pending {
             self.pair_resp.clear();
-            self.record_pair_failure(now);
-            if self.lockout_until.is_some_and(|t| now < t) {
+            self.record_pair_failure(now, &abandoned);
+            if self.locked_out(now, &from) {
                 self.counters.rate_limited += 1;
                 self.pair_result(&from, pairing_id, Code::RateLimited, [0; 32]);
                 return;
@@ -245,7 +265,7 @@ impl Endpoint {
             self.events.push_back(Event::TrustStoreChanged);
             self.events.push_back(Event::Paired { peer, addr: from });
         } else {
-            self.record_pair_failure(now);
+            self.record_pair_failure(now, &from);
             self.pair_result(&from, pairing_id, Code::PairingFailed, [0; 32]);
             self.events.push_back(Event::PairingFailed {
                 addr: from,
@@ -264,7 +284,7 @@ impl Endpoint {
     ) {
         // As responder: the initiator gave up (its check of our confirmation failed).
         if status != Code::Ok && self.pair_resp.remove(&(from.clone(), pairing_id)).is_some() {
-            self.record_pair_failure(now);
+            self.record_pair_failure(now, &from);
             return;
         }
         let Some(p) = self.pair_init.remove(&pairing_id) else {
