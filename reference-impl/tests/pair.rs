@@ -630,3 +630,47 @@ fn a_smaller_max_message_is_announced_respected_and_enforced() {
             if *session_id == sid
     )));
 }
+
+/// `timing.ack_delay` (a legal variant, [REL-6]): the message's own response (the echo) leaves at
+/// once, its ACK only when the delay has passed; without a delay both leave at once.
+#[test]
+fn a_delayed_ack_follows_the_response_after_its_delay() {
+    for delay in [Duration::ZERO, Duration::from_millis(60)] {
+        let b_cfg = Config {
+            timing: softbus::endpoint::Timing {
+                ack_delay: delay,
+                ..Default::default()
+            },
+            ..config("b", Some("123456"))
+        };
+        let mut p = Pair::new(config("a", None), b_cfg);
+        let (idb, sid) = p.connected_echo();
+        p.drive_for(Duration::from_millis(200));
+        p.a.send(p.now, idb, sid, b"ping").unwrap();
+        let t0 = p.now;
+        let mut first = Vec::new();
+        while let Some(t) = p.a.poll_transmit() {
+            first.push(t);
+        }
+        assert_eq!(first.len(), 1, "A sends one record");
+        p.b.handle_datagram(t0, p.a_addr.clone(), &first[0].data);
+        let mut at_once = 0;
+        while p.b.poll_transmit().is_some() {
+            at_once += 1;
+        }
+        if delay.is_zero() {
+            assert_eq!(at_once, 2, "the ACK and the echo at once");
+            continue;
+        }
+        assert_eq!(at_once, 1, "only the echo at once");
+        let due = p.b.poll_timeout().expect("a timer for the ACK");
+        assert!(due <= t0 + delay, "{:?} after the message", due - t0);
+        p.b.handle_timeout(t0 + delay - Duration::from_millis(1));
+        assert!(p.b.poll_transmit().is_none(), "no ACK before its delay");
+        p.b.handle_timeout(t0 + delay);
+        assert!(
+            p.b.poll_transmit().is_some(),
+            "the ACK once its delay passed"
+        );
+    }
+}

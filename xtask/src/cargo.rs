@@ -50,6 +50,26 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<u8> {
     Ok(exit_code(status(cmd)?))
 }
 
+/// Build the release `certify` binary once (for runs that call it many times, so that an edit
+/// during them cannot change the suite halfway); its path, or cargo's exit code on failure.
+pub fn build_certify() -> anyhow::Result<Result<std::path::PathBuf, u8>> {
+    let code = run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "softbus-conformance",
+        "--bin",
+        "certify",
+    ]))?;
+    if code != 0 {
+        return Ok(Err(code));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    Ok(Ok(target.join("release").join("certify")))
+}
+
 /// `cargo run --release -p softbus-conformance --bin BIN -- ARGS`, status passed on.
 pub fn run_conformance_bin(bin: &str, args: &[String]) -> anyhow::Result<u8> {
     run(&mut conformance_bin(bin, args))

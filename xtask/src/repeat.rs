@@ -66,21 +66,10 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     } else {
         root.join(dir)
     };
-    let code = crate::cargo::run(crate::cargo::cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "softbus-conformance",
-        "--bin",
-        "certify",
-    ]))?;
-    if code != 0 {
-        return Ok(code);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let certify = target.join("release").join("certify");
+    let certify = match crate::cargo::build_certify()? {
+        Ok(path) => path,
+        Err(code) => return Ok(code),
+    };
     let mut runs = Vec::new();
     let mut broken = false;
     for i in 1..=n {

@@ -84,21 +84,10 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
     let runs = plan(o);
     // Built once, so that an edit during the sweep cannot change the suite halfway.
     eprintln!("xtask variants: building the certify binary");
-    let code = crate::cargo::run(crate::cargo::cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "softbus-conformance",
-        "--bin",
-        "certify",
-    ]))?;
-    if code != 0 {
-        return Ok(code);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let certify = target.join("release").join("certify");
+    let certify = match crate::cargo::build_certify()? {
+        Ok(path) => path,
+        Err(code) => return Ok(code),
+    };
     let mut rows = Vec::new();
     let mut bad = Vec::new();
     let mut broken = false;

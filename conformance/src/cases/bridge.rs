@@ -299,6 +299,16 @@ fn setup(ctx: &mut Ctx<'_>) -> Result<(SecureConn, Vec<CapEntry>), StepError> {
     Ok((c, caps))
 }
 
+/// The PIXIT's unreachable bridged devices (`bridge_unreachable`) that `caps` does not list.
+fn unlisted_unreachable(ctx: &Ctx<'_>, caps: &[CapEntry]) -> Vec<String> {
+    ctx.pixit
+        .bridge_unreachable
+        .iter()
+        .filter(|u| !caps.iter().any(|c| &&c.name == u))
+        .cloned()
+        .collect()
+}
+
 /// Of the PIXIT-named bridged devices `missing` from the DUT's CAP_LIST, those it should have
 /// listed: a device of a kind for which the list is full at the frame size is legally not
 /// offered on this connection ([CAP-12]) and only noted. When every named device is cut so and
@@ -374,13 +384,7 @@ fn bridged_capabilities_listed(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         "at least one bridged ZCL device in CAP_LIST (PICS BRIDGE_ZCL)",
         format!("{:?}", caps.iter().map(|c| &c.name).collect::<Vec<_>>()),
     );
-    let missing: Vec<String> = ctx
-        .pixit
-        .bridge_unreachable
-        .iter()
-        .filter(|u| !caps.iter().any(|c| &&c.name == u))
-        .cloned()
-        .collect();
+    let missing = unlisted_unreachable(ctx, &caps);
     let missing = not_cut(ctx, &mut c, missing, false)?;
     ctx.check(
         "CAP-7",
@@ -659,13 +663,7 @@ fn unreachable_device_internal(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     }
     let (mut c, caps) = setup(ctx)?;
     let mut g = Grants::new(ctx);
-    let missing: Vec<String> = ctx
-        .pixit
-        .bridge_unreachable
-        .iter()
-        .filter(|u| !caps.iter().any(|c| &&c.name == u))
-        .cloned()
-        .collect();
+    let missing = unlisted_unreachable(ctx, &caps);
     let missing = not_cut(ctx, &mut c, missing, true)?;
     for cap in ctx.pixit.bridge_unreachable.clone() {
         if missing.contains(&cap) {

@@ -309,6 +309,14 @@ impl Endpoint {
         self.policy = policy;
     }
 
+    /// The secure state of connection `local_id`, if it is established.
+    fn established_mut(&mut self, local_id: u32) -> Option<&mut Secure> {
+        match self.conns.get_mut(&local_id).map(|c| &mut c.state) {
+            Some(ConnState::Established(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The established connection to `peer`.
     fn secure_mut(&mut self, peer: DeviceId) -> Result<&mut Secure, ApiError> {
         let local_id = self.conn_of(peer).ok_or(ApiError::NotConnected(peer))?;

@@ -63,11 +63,7 @@ impl Endpoint {
 
     /// Mark `rseq` as received without delivering anything, then acknowledge.
     pub(super) fn consume_rseq(&mut self, now: Instant, local_id: u32, rseq: u32) {
-        let Some(Conn {
-            state: ConnState::Established(s),
-            ..
-        }) = self.conns.get_mut(&local_id)
-        else {
+        let Some(s) = self.established_mut(local_id) else {
             return;
         };
         let mut deliver = Vec::new();
@@ -92,11 +88,7 @@ impl Endpoint {
         let delay = self.cfg.timing.ack_delay;
         if delay.is_zero() {
             self.send_unreliable(now, local_id, MsgBody::Ack { next_expected });
-        } else if let Some(Conn {
-            state: ConnState::Established(s),
-            ..
-        }) = self.conns.get_mut(&local_id)
-        {
+        } else if let Some(s) = self.established_mut(local_id) {
             s.acks_due.push_back((now + delay, next_expected));
         }
     }
@@ -104,11 +96,7 @@ impl Endpoint {
     /// Send the delayed ACKs that are due.
     pub(super) fn send_due_acks(&mut self, now: Instant, local_id: u32) {
         loop {
-            let Some(Conn {
-                state: ConnState::Established(s),
-                ..
-            }) = self.conns.get_mut(&local_id)
-            else {
+            let Some(s) = self.established_mut(local_id) else {
                 return;
             };
             match s.acks_due.front() {
@@ -123,11 +111,7 @@ impl Endpoint {
     }
 
     pub(super) fn on_ack(&mut self, now: Instant, local_id: u32, next_expected: u32) {
-        let Some(Conn {
-            state: ConnState::Established(s),
-            ..
-        }) = self.conns.get_mut(&local_id)
-        else {
+        let Some(s) = self.established_mut(local_id) else {
             return;
         };
         s.unacked.retain(|r, _| *r >= next_expected);
@@ -140,11 +124,7 @@ impl Endpoint {
     }
 
     pub(super) fn send_reliable(&mut self, now: Instant, local_id: u32, qos: Qos, body: MsgBody) {
-        let Some(Conn {
-            state: ConnState::Established(s),
-            ..
-        }) = self.conns.get_mut(&local_id)
-        else {
+        let Some(s) = self.established_mut(local_id) else {
             return;
         };
         s.queue
@@ -157,12 +137,9 @@ impl Endpoint {
     /// Move queued reliable messages into flight while the send window has room, highest QoS
     /// class first.
     pub(super) fn flush_queue(&mut self, now: Instant, local_id: u32) {
+        let first_rto = INITIAL_RTO + self.cfg.timing.retransmit_late;
         loop {
-            let Some(Conn {
-                state: ConnState::Established(s),
-                ..
-            }) = self.conns.get_mut(&local_id)
-            else {
+            let Some(s) = self.established_mut(local_id) else {
                 return;
             };
             if s.unacked.len() >= SEND_WINDOW {
@@ -185,7 +162,7 @@ impl Endpoint {
                 rseq,
                 Pending {
                     plaintext: pt.clone(),
-                    next_send: now + INITIAL_RTO + self.cfg.timing.retransmit_late,
+                    next_send: now + first_rto,
                     rto: INITIAL_RTO,
                     tries: 1,
                 },
