@@ -33,7 +33,7 @@ use softbus::wire::Code;
 
 use crate::case::{Case, Ctx};
 use crate::cases::cap::CapEntry;
-use crate::cases::sess::T_RESP;
+use crate::cases::steps::T_RESP;
 use crate::tester::lower::{SecureConn, StepError};
 
 /// Base name of a bridged on/off light (spec 10.3).

@@ -20,7 +20,7 @@ use softbus::wire::msg::{Message, MsgBody, Scope};
 use softbus::wire::Code;
 
 use crate::case::{Case, Ctx};
-use crate::cases::sess::{gather, largest_frame, T_RESP};
+use crate::cases::steps::{gather, largest_frame, T_RESP};
 use crate::tester::lower::{SecureConn, StepError};
 
 /// Capability kinds defined by the spec (3.2).

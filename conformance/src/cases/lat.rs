@@ -28,7 +28,7 @@ use softbus_harness::link::Transport;
 use softbus_harness::timing::Histogram;
 
 use crate::case::{Case, Ctx, Measured};
-use crate::cases::sess::maybe;
+use crate::cases::steps::maybe;
 use crate::tester::lower::StepError;
 
 /// Payload size of a sample.

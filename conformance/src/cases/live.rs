@@ -26,11 +26,11 @@ use softbus::wire::msg::{ChannelKind, Message, MsgBody, Qos, Scope};
 use softbus::wire::Code;
 
 use crate::case::{Case, Ctx};
-use crate::cases::ctrl::{
-    brief, connected_to, ev_type, grants_issued, is_disconnected, is_peer_lost, is_session_closed,
-    peer_id,
+use crate::cases::sess::Reassembler;
+use crate::cases::steps::{
+    brief, connected_to, describe, ev_type, gather, grants_issued, is_disconnected, is_peer_lost,
+    is_session_closed, maybe, peer_id, T_RESP,
 };
-use crate::cases::sess::{describe, gather, maybe, Reassembler, T_RESP};
 use crate::tester::lower::{SecureConn, StepError};
 
 /// The hb_interval_ms the lower tester announces in its HELLO (`LowerTester::handshake_with`).

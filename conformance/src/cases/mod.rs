@@ -19,6 +19,7 @@ pub mod perm;
 pub mod rec;
 pub mod rel;
 pub mod sess;
+pub mod steps;
 pub mod time;
 
 /// Cases that judge only what crosses a datagram link with one tester identity, so they run

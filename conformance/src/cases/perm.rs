@@ -33,8 +33,7 @@ use softbus::wire::Code;
 
 use crate::case::{Case, Ctx};
 use crate::cases::cap::capabilities;
-use crate::cases::ctrl::{ev_type, grants_issued, peer_id};
-use crate::cases::sess::{gather, maybe, T_RESP};
+use crate::cases::steps::{ev_type, gather, grants_issued, maybe, peer_id, T_RESP};
 use crate::tester::lower::{LowerTester, SecureConn, StepError};
 
 /// Transit allowance on upper time bounds measured at the tester.
@@ -935,7 +934,7 @@ fn holder_gives_back(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         "PERM-17",
         back.is_empty(),
         "nothing sent back for the PERM_REVOKE",
-        crate::cases::sess::describe(&back),
+        crate::cases::steps::describe(&back),
     );
     ctx.pass();
     Ok(())

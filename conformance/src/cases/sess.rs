@@ -40,11 +40,8 @@ use softbus::wire::msg::{ChannelKind, Message, MsgBody, Qos};
 use softbus::wire::Code;
 
 use crate::case::{Case, Ctx};
-use crate::cases::ctrl::peer_id;
+use crate::cases::steps::{describe, gather, largest_frame, maybe, peer_id, T_RESP};
 use crate::tester::lower::{SecureConn, StepError};
-
-/// The response bound T_RESP.
-pub(crate) const T_RESP: Duration = Duration::from_millis(500);
 
 /// First session ID the cases pick by hand (even: the tester is always the initiator).
 pub(crate) const RAW_ID_BASE: u32 = 0x1000;
@@ -195,14 +192,6 @@ pub fn cases() -> Vec<Case> {
 
 // ---------------------------------------------------------------------------------- helpers
 
-/// The largest message of a kind (9.1).
-pub(crate) fn kind_limit(kind: ChannelKind) -> usize {
-    match kind {
-        ChannelKind::Message | ChannelKind::Stream => 65_536,
-        ChannelKind::Bytes => 16_777_216,
-    }
-}
-
 /// The PICS item of a kind.
 pub(crate) fn kind_pics(kind: ChannelKind) -> &'static str {
     match kind {
@@ -262,56 +251,6 @@ pub(crate) fn send_plaintext(c: &mut SecureConn, plaintext: &[u8]) -> Result<(),
         },
     };
     c.send_raw(&frame.to_vec())
-}
-
-/// Every message (heartbeats and ACKs left out) that arrives within `dur`.
-pub(crate) fn gather(c: &mut SecureConn, dur: Duration) -> Result<Vec<Message>, StepError> {
-    Ok(c.collect(dur)?
-        .into_iter()
-        .map(|(_, m)| m)
-        .filter(|m| !matches!(m.body, MsgBody::Heartbeat | MsgBody::Ack { .. }))
-        .collect())
-}
-
-/// Wait up to `dur` for a message matching `pred`; `None` when none came.
-pub(crate) fn maybe(
-    c: &mut SecureConn,
-    dur: Duration,
-    pred: impl Fn(&MsgBody) -> bool,
-) -> Result<Option<Message>, StepError> {
-    match c.expect(dur, "", pred) {
-        Ok(m) => Ok(Some(m)),
-        Err(StepError::Timeout(..)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Short description of messages for FAIL texts.
-pub(crate) fn describe(msgs: &[Message]) -> String {
-    if msgs.is_empty() {
-        return "nothing".into();
-    }
-    let v: Vec<String> = msgs
-        .iter()
-        .take(8)
-        .map(|m| match &m.body {
-            MsgBody::Data {
-                session_id,
-                msg_id,
-                frag_index,
-                frag_count,
-                payload,
-            } => format!("DATA(session {session_id}, msg {msg_id}, frag {frag_index}/{frag_count}, {} bytes)", payload.len()),
-            MsgBody::CapList { req_id, cbor } => format!("CAP_LIST(req {req_id}, {} bytes)", cbor.len()),
-            b => format!("{b:?}"),
-        })
-        .collect();
-    let more = if msgs.len() > 8 {
-        format!(" and {} more", msgs.len() - 8)
-    } else {
-        String::new()
-    };
-    format!("{}{more}", v.join(", "))
 }
 
 /// One DATA fragment as received.
@@ -416,16 +355,6 @@ pub(crate) fn fragment_problem(frags: &[Frag]) -> Option<String> {
     None
 }
 
-/// Largest frame the DUT sent on the connection so far.
-pub(crate) fn largest_frame(c: &SecureConn) -> usize {
-    c.records
-        .iter()
-        .filter(|r| r.from_dut)
-        .map(|r| r.frame.len())
-        .max()
-        .unwrap_or(0)
-}
-
 // ------------------------------------------------------------------------------------ cases
 
 fn accepts_test_services(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
@@ -452,7 +381,7 @@ fn accepts_test_services(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
             );
             match body {
                 MsgBody::SessionAccept { max_message, .. } => {
-                    let limit = kind_limit(kind) as u64;
+                    let limit = kind.max_message() as u64; // the kind's limit (9.1)
                     ctx.check(
                         "SESS-8",
                         (1024..=limit).contains(&u64::from(max_message)),
