@@ -48,7 +48,8 @@ use softbus::wire::hello::Hello;
 use softbus::wire::msg::{ChannelKind, Message, MsgBody, Qos};
 use softbus::wire::Code;
 
-use super::rec::{check_delta, describe, gather, must_counters, opened, Echo, QUIET};
+use super::rec::{check_delta, gather, must_counters, opened, Echo, QUIET};
+use super::steps::describe;
 use crate::case::{Case, Ctx};
 use crate::tester::lower::{AcceptOpts, Accepted, HsOpts, LowerTester, SecureConn, StepError};
 

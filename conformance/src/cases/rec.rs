@@ -41,6 +41,7 @@ use softbus::wire::msg::{ChannelKind, Message, MsgBody};
 use softbus::wire::Code;
 
 use crate::case::{Case, Ctx};
+use crate::cases::steps::describe;
 use crate::tester::lower::{HsOpts, SecureConn, StepError};
 
 /// The cases of this section.
@@ -957,31 +958,6 @@ pub(crate) fn opened(c: &SecureConn, rx0: &RecordKey) -> Vec<(u64, u8, Option<Ve
         out.push((r.seq, r.epoch, pt));
     }
     out
-}
-
-/// Messages for a FAIL report, briefly.
-pub(crate) fn describe(msgs: &[Message]) -> String {
-    if msgs.is_empty() {
-        return "nothing".into();
-    }
-    let parts: Vec<String> = msgs
-        .iter()
-        .take(8)
-        .map(|m| {
-            let mut s = format!("{:?} rseq {}", m.body, m.rseq);
-            if s.len() > 120 {
-                s.truncate(120);
-                s.push_str("...");
-            }
-            s
-        })
-        .collect();
-    let more = if msgs.len() > 8 {
-        format!(" and {} more", msgs.len() - 8)
-    } else {
-        String::new()
-    };
-    format!("{}{more}", parts.join("; "))
 }
 
 /// The first `n` items, for FAIL reports.

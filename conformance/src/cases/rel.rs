@@ -31,7 +31,8 @@ use softbus::crypto::RecordKey;
 use softbus::wire::frame::{Body, Frame};
 use softbus::wire::msg::{ChannelKind, Message, MsgBody, MsgType};
 
-use super::rec::{data_body, describe, echoes_within, first_n, gather, gather_timed, opened};
+use super::rec::{data_body, echoes_within, first_n, gather, gather_timed, opened};
+use super::steps::describe;
 use crate::case::{Case, Ctx};
 use crate::tester::lower::{SecureConn, StepError};
 
@@ -423,7 +424,6 @@ fn receive_window(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
 
 fn retransmission_schedule(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     let (lt, mut c, sid) = ctx.session("echo", ChannelKind::Message)?;
-    gather(&mut c, Duration::from_millis(100))?;
     ctx.upper()?.skip_events()?;
     c.auto_ack = false;
     let r = c.next_rseq;
@@ -542,7 +542,6 @@ fn retransmission_schedule(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
 
 fn send_window(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     let (_lt, mut c, sid) = ctx.session("echo", ChannelKind::Message)?;
-    gather(&mut c, Duration::from_millis(100))?;
     let rx0 = c.rx.clone();
     c.auto_ack = false;
     let n0 = c.records.len();

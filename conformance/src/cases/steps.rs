@@ -37,7 +37,8 @@ pub(crate) fn maybe(
     }
 }
 
-/// Short description of messages for FAIL texts.
+/// Messages for a FAIL text, briefly: DATA and CAP_LIST by their header and size, anything else
+/// as its body (cut at 120 characters) and rseq; at most 8, then how many more.
 pub(crate) fn describe(msgs: &[Message]) -> String {
     if msgs.is_empty() {
         return "nothing".into();
@@ -54,7 +55,15 @@ pub(crate) fn describe(msgs: &[Message]) -> String {
                 payload,
             } => format!("DATA(session {session_id}, msg {msg_id}, frag {frag_index}/{frag_count}, {} bytes)", payload.len()),
             MsgBody::CapList { req_id, cbor } => format!("CAP_LIST(req {req_id}, {} bytes)", cbor.len()),
-            b => format!("{b:?}"),
+            b => {
+                let mut s = format!("{b:?} rseq {}", m.rseq);
+                if s.len() > 120 {
+                    let cut = (0..=120).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+                    s.truncate(cut);
+                    s.push_str("...");
+                }
+                s
+            }
         })
         .collect();
     let more = if msgs.len() > 8 {
@@ -62,7 +71,7 @@ pub(crate) fn describe(msgs: &[Message]) -> String {
     } else {
         String::new()
     };
-    format!("{}{more}", v.join(", "))
+    format!("{}{more}", v.join("; "))
 }
 
 /// Largest frame the DUT sent on the connection so far.

@@ -48,9 +48,10 @@ use softbus::wire::Code;
 
 use super::hs::frame_name;
 use super::rec::{
-    check_delta, count_errors, counters, data_body, describe, first_n, gather, must_counters,
-    opened, seal_plain, Counters, Echo, QUIET,
+    check_delta, count_errors, counters, data_body, first_n, gather, must_counters, opened,
+    seal_plain, Counters, Echo, QUIET,
 };
+use super::steps::describe;
 use crate::case::{Case, Ctx};
 use crate::tester::lower::{LowerTester, SecureConn, StepError};
 use softbus_harness::link::Transport;
