@@ -1,7 +1,7 @@
 //! vbluez's state and behaviour: the adapter, the devices the virtual radio knows, and one
 //! connection driver per connected device that runs its [`Air`] against the clock.
 //!
-//! The D-Bus objects ([`super::objects`]) and the radio sessions ([`super::radio`]) are thin:
+//! The D-Bus objects ([`super::objects`], reached through [`Export`]) and the radio sessions ([`super::radio`]) are thin:
 //! they call into [`Core`], which keeps everything under one mutex (never held across an
 //! `.await`) and emits the signals BlueZ would, in BlueZ's order.
 //!
@@ -21,11 +21,10 @@ use softbus::link::ble::radio::{GattService as RadioService, RadioMsg};
 use tokio::sync::{mpsc, oneshot, Notify};
 use zbus::zvariant::Value;
 
+use futures::future::BoxFuture;
+
 use super::air::{Air, AirEvent, AirParams, Dir};
-use super::objects::{
-    self, BluezError, Device1, GattCharacteristic1, GattDescriptor1, GattService1, ADAPTER1,
-    CHARACTERISTIC1, DEVICE1,
-};
+use super::bluez::{service_data_value, BluezError, ADAPTER1, CHARACTERISTIC1, DEVICE1};
 
 /// The Client Characteristic Configuration descriptor.
 pub const CCCD_UUID: &str = "00002902-0000-1000-8000-00805f9b34fb";
@@ -355,6 +354,35 @@ impl State {
     }
 }
 
+/// The D-Bus side the core drives: a device's objects on the bus and off, and property
+/// signals. The core decides when; [`super::objects::Exporter`] knows what the objects are, so
+/// the core does not depend on the objects that call it.
+pub trait Export: Send + Sync + std::fmt::Debug {
+    /// Puts the `Device1` object for `addr` at `path`.
+    fn device<'a>(&'a self, core: &'a Arc<Core>, addr: &'a str, path: &'a str)
+        -> BoxFuture<'a, ()>;
+    /// Takes the `Device1` object at `path` off the bus.
+    fn remove_device<'a>(&'a self, path: &'a str) -> BoxFuture<'a, ()>;
+    /// Puts the GATT objects of a resolved device on the bus, services first.
+    fn gatt<'a>(
+        &'a self,
+        core: &'a Arc<Core>,
+        addr: &'a str,
+        device_path: &'a str,
+        services: &'a [Svc],
+        chrs: &'a [Chr],
+    ) -> BoxFuture<'a, ()>;
+    /// Takes them off, in the reverse order.
+    fn remove_gatt<'a>(&'a self, services: &'a [Svc], chrs: &'a [Chr]) -> BoxFuture<'a, ()>;
+    /// Emits `PropertiesChanged` for `props` of `iface` at `path`.
+    fn changed<'a>(
+        &'a self,
+        path: &'a str,
+        iface: &'static str,
+        props: Vec<(&'static str, Value<'static>)>,
+    ) -> BoxFuture<'a, ()>;
+}
+
 /// vbluez's core (see the module docs).
 #[derive(Debug)]
 pub struct Core {
@@ -363,7 +391,7 @@ pub struct Core {
     /// `/org/bluez/<adapter>`.
     pub adapter_path: String,
     st: Mutex<State>,
-    conn: OnceLock<zbus::Connection>,
+    bus: OnceLock<Box<dyn Export>>,
     next_id: AtomicU64,
 }
 
@@ -382,14 +410,14 @@ impl Core {
                 filters: BTreeMap::new(),
                 devices: BTreeMap::new(),
             }),
-            conn: OnceLock::new(),
+            bus: OnceLock::new(),
             next_id: AtomicU64::new(1),
         })
     }
 
-    /// Hands the core its bus connection (once, right after the connection is built).
-    pub fn set_connection(&self, conn: zbus::Connection) {
-        let _ = self.conn.set(conn);
+    /// Hands the core its D-Bus side (once, right after the connection is built).
+    pub fn set_bus(&self, bus: Box<dyn Export>) {
+        let _ = self.bus.set(bus);
     }
 
     /// The state, locked. Never held across an `.await`.
@@ -414,8 +442,8 @@ impl Core {
         iface: &'static str,
         props: Vec<(&'static str, Value<'static>)>,
     ) {
-        if let Some(conn) = self.conn.get() {
-            objects::emit_changed(conn, path, iface, props).await;
+        if let Some(bus) = self.bus.get() {
+            bus.changed(path, iface, props).await;
         }
     }
 
@@ -598,11 +626,8 @@ impl Core {
             d.path.clone()
         };
         self.trace(|| format!("device {addr} discovered"));
-        if let Some(conn) = self.conn.get() {
-            let iface = Device1::new(Arc::clone(self), addr.to_owned());
-            if let Err(e) = conn.object_server().at(path.as_str(), iface).await {
-                eprintln!("vbluez: cannot export {path}: {e}");
-            }
+        if let Some(bus) = self.bus.get() {
+            bus.device(self, addr, &path).await;
         }
     }
 
@@ -623,11 +648,8 @@ impl Core {
             path
         };
         self.trace(|| format!("device {addr} removed"));
-        if let Some(conn) = self.conn.get() {
-            let _ = conn
-                .object_server()
-                .remove::<Device1, _>(path.as_str())
-                .await;
+        if let Some(bus) = self.bus.get() {
+            bus.remove_device(&path).await;
         }
     }
 
@@ -702,7 +724,7 @@ impl Core {
             ("Name", d.name.clone().into()),
             ("Alias", d.alias().into()),
             ("UUIDs", d.uuids.clone().into()),
-            ("ServiceData", objects::service_data_value(&d.service_data)),
+            ("ServiceData", service_data_value(&d.service_data)),
             ("RSSI", RSSI.into()),
         ]
     }
@@ -929,23 +951,8 @@ impl Core {
             d.gatt = chrs.clone();
             (d.path.clone(), svcs, chrs)
         };
-        if let Some(conn) = self.conn.get() {
-            let server = conn.object_server();
-            for s in &services {
-                let iface =
-                    GattService1::new(Arc::clone(self), addr.to_owned(), s.clone(), path.clone());
-                let _ = server.at(s.path.as_str(), iface).await;
-            }
-            for c in &chrs {
-                let iface =
-                    GattCharacteristic1::new(Arc::clone(self), addr.to_owned(), c.path.clone());
-                let _ = server.at(c.path.as_str(), iface).await;
-                if let Some((dpath, _)) = &c.cccd {
-                    let iface =
-                        GattDescriptor1::new(Arc::clone(self), addr.to_owned(), c.path.clone());
-                    let _ = server.at(dpath.as_str(), iface).await;
-                }
-            }
+        if let Some(bus) = self.bus.get() {
+            bus.gatt(self, addr, &path, &services, &chrs).await;
         }
         let still = {
             let mut st = self.state();
@@ -1252,19 +1259,8 @@ impl Core {
         };
         self.changed(&path, DEVICE1, vec![("ServicesResolved", false.into())])
             .await;
-        if let Some(c) = self.conn.get() {
-            let server = c.object_server();
-            for chr in chrs.iter().rev() {
-                if let Some((dpath, _)) = &chr.cccd {
-                    let _ = server.remove::<GattDescriptor1, _>(dpath.as_str()).await;
-                }
-                let _ = server
-                    .remove::<GattCharacteristic1, _>(chr.path.as_str())
-                    .await;
-            }
-            for s in svcs.iter().rev() {
-                let _ = server.remove::<GattService1, _>(s.path.as_str()).await;
-            }
+        if let Some(bus) = self.bus.get() {
+            bus.remove_gatt(&svcs, &chrs).await;
         }
         self.changed(&path, DEVICE1, vec![("Connected", false.into())])
             .await;

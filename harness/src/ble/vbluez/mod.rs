@@ -17,6 +17,7 @@
 //! buffer limits (write commands queue without bound). See each module for its own limits.
 
 pub mod air;
+pub mod bluez;
 pub mod bus;
 pub mod core;
 pub mod objects;
@@ -149,7 +150,7 @@ impl Vbluez {
             .build()
             .await
             .map_err(bus_err)?;
-        core.set_connection(conn.clone());
+        core.set_bus(Box::new(objects::Exporter { conn: conn.clone() }));
         let mut tasks = vec![tokio::spawn(radio::serve(Arc::clone(&core), listener))];
         // BlueZ ends a client's discovery and notify sessions when it leaves the bus.
         let proxy = zbus::fdo::DBusProxy::new(&conn).await.map_err(bus_err)?;

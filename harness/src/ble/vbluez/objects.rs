@@ -18,78 +18,102 @@
 //! a central calls none of them), pairing and bonding, BR/EDR, TxPower and Appearance (the
 //! virtual adverts carry neither).
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use zbus::message::Header;
-use zbus::names::InterfaceName;
-use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 
-use super::core::{Core, Filter, Svc, CCCD_UUID, RSSI};
+use futures::future::BoxFuture;
 
-/// `org.bluez.Adapter1`.
-pub const ADAPTER1: &str = "org.bluez.Adapter1";
-/// `org.bluez.Device1`.
-pub const DEVICE1: &str = "org.bluez.Device1";
-/// `org.bluez.GattCharacteristic1`.
-pub const CHARACTERISTIC1: &str = "org.bluez.GattCharacteristic1";
+use super::bluez::{emit_changed, full_uuid, BluezError};
+use super::core::{Chr, Core, Export, Filter, Svc, CCCD_UUID, RSSI};
 
-/// BlueZ's D-Bus errors (`src/error.c`), the ones vbluez can answer with.
-#[derive(Debug, zbus::DBusError)]
-#[zbus(prefix = "org.bluez.Error")]
-pub enum BluezError {
-    /// A D-Bus level failure.
-    #[zbus(error)]
-    ZBus(zbus::Error),
-    /// `org.bluez.Error.Failed`.
-    Failed(String),
-    /// `org.bluez.Error.InProgress`.
-    InProgress(String),
-    /// `org.bluez.Error.NotConnected`.
-    NotConnected(String),
-    /// `org.bluez.Error.NotPermitted`.
-    NotPermitted(String),
-    /// `org.bluez.Error.NotSupported`.
-    NotSupported(String),
-    /// `org.bluez.Error.NotReady`.
-    NotReady(String),
-    /// `org.bluez.Error.InvalidArguments`.
-    InvalidArguments(String),
-    /// `org.bluez.Error.InvalidValueLength`.
-    InvalidValueLength(String),
-    /// `org.bluez.Error.DoesNotExist`.
-    DoesNotExist(String),
+/// The core's [`Export`] over a zbus connection: the objects of this module on the bus and off.
+#[derive(Debug)]
+pub struct Exporter {
+    /// The connection whose object server holds the objects.
+    pub conn: zbus::Connection,
 }
 
-/// Emits `PropertiesChanged` for `props` of `iface` at `path` (one signal, as BlueZ batches).
-pub async fn emit_changed(
-    conn: &zbus::Connection,
-    path: &str,
-    iface: &'static str,
-    props: Vec<(&'static str, Value<'static>)>,
-) {
-    let Ok(emitter) = SignalEmitter::new(conn, path.to_owned()) else {
-        return;
-    };
-    let changed: HashMap<&str, Value<'_>> = props.into_iter().collect();
-    let _ = zbus::fdo::Properties::properties_changed(
-        &emitter,
-        InterfaceName::from_static_str_unchecked(iface),
-        changed,
-        Cow::Borrowed(&[]),
-    )
-    .await;
-}
+impl Export for Exporter {
+    fn device<'a>(
+        &'a self,
+        core: &'a Arc<Core>,
+        addr: &'a str,
+        path: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let iface = Device1::new(Arc::clone(core), addr.to_owned());
+            if let Err(e) = self.conn.object_server().at(path, iface).await {
+                eprintln!("vbluez: cannot export {path}: {e}");
+            }
+        })
+    }
 
-/// ServiceData as a D-Bus value (`a{sv}` of byte arrays).
-pub fn service_data_value(data: &BTreeMap<String, Vec<u8>>) -> Value<'static> {
-    let map: HashMap<String, Value<'static>> = data
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::from(v.clone())))
-        .collect();
-    Value::from(map)
+    fn remove_device<'a>(&'a self, path: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let _ = self.conn.object_server().remove::<Device1, _>(path).await;
+        })
+    }
+
+    fn gatt<'a>(
+        &'a self,
+        core: &'a Arc<Core>,
+        addr: &'a str,
+        device_path: &'a str,
+        services: &'a [Svc],
+        chrs: &'a [Chr],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let server = self.conn.object_server();
+            for s in services {
+                let iface = GattService1::new(
+                    Arc::clone(core),
+                    addr.to_owned(),
+                    s.clone(),
+                    device_path.to_owned(),
+                );
+                let _ = server.at(s.path.as_str(), iface).await;
+            }
+            for c in chrs {
+                let iface =
+                    GattCharacteristic1::new(Arc::clone(core), addr.to_owned(), c.path.clone());
+                let _ = server.at(c.path.as_str(), iface).await;
+                if let Some((dpath, _)) = &c.cccd {
+                    let iface =
+                        GattDescriptor1::new(Arc::clone(core), addr.to_owned(), c.path.clone());
+                    let _ = server.at(dpath.as_str(), iface).await;
+                }
+            }
+        })
+    }
+
+    fn remove_gatt<'a>(&'a self, services: &'a [Svc], chrs: &'a [Chr]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let server = self.conn.object_server();
+            for chr in chrs.iter().rev() {
+                if let Some((dpath, _)) = &chr.cccd {
+                    let _ = server.remove::<GattDescriptor1, _>(dpath.as_str()).await;
+                }
+                let _ = server
+                    .remove::<GattCharacteristic1, _>(chr.path.as_str())
+                    .await;
+            }
+            for s in services.iter().rev() {
+                let _ = server.remove::<GattService1, _>(s.path.as_str()).await;
+            }
+        })
+    }
+
+    fn changed<'a>(
+        &'a self,
+        path: &'a str,
+        iface: &'static str,
+        props: Vec<(&'static str, Value<'static>)>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(emit_changed(&self.conn, path, iface, props))
+    }
 }
 
 fn owned(v: Value<'_>) -> OwnedValue {
@@ -104,16 +128,6 @@ fn object_path(p: &str) -> OwnedObjectPath {
 
 fn sender(hdr: &Header<'_>) -> String {
     hdr.sender().map(|s| s.to_string()).unwrap_or_default()
-}
-
-/// A 16- or 32-bit UUID in full form, lower case (BlueZ accepts all three in filters).
-pub fn full_uuid(u: &str) -> String {
-    let u = u.to_ascii_lowercase();
-    match u.len() {
-        4 => format!("0000{u}-0000-1000-8000-00805f9b34fb"),
-        8 => format!("{u}-0000-1000-8000-00805f9b34fb"),
-        _ => u,
-    }
 }
 
 fn parse_filter(dict: HashMap<String, OwnedValue>) -> Result<Option<Filter>, BluezError> {

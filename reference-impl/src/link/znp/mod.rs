@@ -18,6 +18,7 @@
 //! **Architecture Invariant:** parsing never panics, whatever the bytes. The codec and the
 //! decoder take byte slices only; serial I/O lives in [`port`] alone.
 
+pub mod codec;
 pub mod commands;
 pub mod decoder;
 pub mod frame;
