@@ -1,6 +1,7 @@
 //! Tests of discovery: the advert codec, the responder's answers to every kind of request, the
 //! probe and its response parser.
 
+use super::advert::{cbor_head, cbor_text, CANONICAL_KEYS, MAJOR_UINT};
 use super::*;
 use crate::wire::coap::CoapOption;
 use proptest::prelude::*;
