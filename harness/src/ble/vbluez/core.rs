@@ -1,9 +1,10 @@
 //! vbluez's state and behaviour: the adapter, the devices the virtual radio knows, and one
 //! connection driver per connected device that runs its [`Air`] against the clock.
 //!
-//! The D-Bus objects ([`super::objects`], reached through [`Export`]) and the radio sessions ([`super::radio`]) are thin:
-//! they call into [`Core`], which keeps everything under one mutex (never held across an
-//! `.await`) and emits the signals BlueZ would, in BlueZ's order.
+//! The D-Bus objects ([`super::objects`], which the core reaches only through [`Export`]) and
+//! the radio sessions ([`super::radio`]) are thin: they call into [`Core`], which keeps
+//! everything under one mutex (never held across an `.await`) and emits the signals BlueZ
+//! would, in BlueZ's order.
 //!
 //! Procedures are modelled as ATT round trips on the air: connection (established at the first
 //! connection event), MTU exchange plus primary service, characteristic and descriptor
@@ -17,11 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use softbus::link::ble::radio::{GattService as RadioService, RadioMsg};
 use tokio::sync::{mpsc, oneshot, Notify};
 use zbus::zvariant::Value;
-
-use futures::future::BoxFuture;
 
 use super::air::{Air, AirEvent, AirParams, Dir};
 use super::bluez::{service_data_value, BluezError, ADAPTER1, CHARACTERISTIC1, DEVICE1};

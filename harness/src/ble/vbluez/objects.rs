@@ -21,10 +21,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use zbus::message::Header;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
-
-use futures::future::BoxFuture;
 
 use super::bluez::{emit_changed, full_uuid, BluezError};
 use super::core::{Chr, Core, Export, Filter, Svc, CCCD_UUID, RSSI};
