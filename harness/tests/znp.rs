@@ -380,6 +380,66 @@ fn driver_resyncs_after_garbage_and_skips_stray_responses() {
     assert!(stats.decoder.bad_fcs >= 1, "{stats:?}");
 }
 
+/// A host that reopens a stick whose output was cut mid-frame reads the frame's tail first; a
+/// 0xFE in that tail looks like a start byte whose length would swallow the SRSP behind it.
+/// Once the line is quiet the driver drops that fragment and takes the SRSP, well inside the
+/// timeout, instead of waiting for 200 bytes that never come.
+#[test]
+fn driver_drops_a_fragment_once_the_line_is_quiet_and_takes_the_srsp_behind_it() {
+    let (mut master, slave) = TTYPort::pair().expect("PTY pair");
+    let path = slave.name().expect("slave path");
+    let mut port = ZnpPort::open(&path, 115_200).expect("open slave");
+    port.set_timeout(Duration::from_secs(3));
+    let device = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        master.set_timeout(Duration::from_secs(5)).expect("timeout");
+        while got.len() < 5 {
+            let n = master.read(&mut buf).expect("request");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let mut line = vec![0x3C, 0x91, 0xFE, 200, 0x44, 0x81, 0x00, 0x5B]; // a tail
+        line.extend(
+            SysPingRsp {
+                capabilities: 0x0659,
+            }
+            .to_frame()
+            .expect("frame")
+            .to_bytes(),
+        );
+        master.write_all(&line).expect("answer");
+        // Quiet from here on, as a stick is once it has answered; keep the line open.
+        std::thread::sleep(Duration::from_secs(4));
+    });
+    let rsp = port.ping().expect("the SRSP behind the fragment");
+    assert_eq!(rsp.capabilities, 0x0659);
+    let stats = port.stats();
+    assert_eq!(
+        (stats.decoder.fragments, stats.decoder.frames),
+        (1, 1),
+        "{stats:?}"
+    );
+    drop(port);
+    device.join().expect("device thread");
+}
+
+/// A host that died mid-write leaves the stick's parser holding a frame's first bytes. After
+/// the line has been quiet, the stick (as Z-Stack's MT UART idle timeout does) drops them, so
+/// the next host's first SYS_PING is answered.
+#[test]
+fn emulator_drops_a_host_fragment_once_the_line_is_quiet() {
+    let emu = Emulator::start(115_200);
+    let mut first = emu.port();
+    first
+        .write_raw(&[0xFE, 250, 0x24, 0x01, 0x00, 0x00])
+        .expect("a frame's first bytes");
+    drop(first);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut second = emu.port();
+    second.set_timeout(Duration::from_secs(2));
+    second.ping().expect("the first ping after the fragment");
+}
+
 /// A running `znp-emulator` process; killed when dropped.
 struct Emulator {
     child: Child,

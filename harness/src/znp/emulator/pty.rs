@@ -6,9 +6,10 @@ use super::coordinator::Coordinator;
 use super::network::Network;
 use super::node::valid_node_name;
 use super::uart::{
-    read_master, receive, transmit, EmulatorError, Port, ReadOutcome, Tracer, IDLE_WAIT,
+    idle, read_master, receive, transmit, EmulatorError, Port, ReadOutcome, Tracer, IDLE_WAIT,
 };
 use super::{EmulatorConfig, COORDINATOR};
+use softbus::link::znp::frame::FrameRepr;
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -168,17 +169,19 @@ impl Emulator {
                 .poll_timeout(COORDINATOR)
                 .map_or(IDLE_WAIT, |t| t.saturating_duration_since(now))
                 .min(IDLE_WAIT);
-            if let ReadOutcome::Bytes(n) = read_master(&mut port.master, &mut buf, wait)? {
-                receive(
+            let deliver = |frame: FrameRepr, arrived| {
+                tracer.trace("coordinator", "<-", &frame);
+                net.handle_frame(COORDINATOR, &frame, arrived);
+            };
+            match read_master(&mut port.master, &mut buf, wait)? {
+                ReadOutcome::Bytes(n) => receive(
                     &mut port.decoder,
                     &mut port.rx,
                     &buf[..n],
                     Instant::now(),
-                    |frame, arrived| {
-                        tracer.trace("coordinator", "<-", &frame);
-                        net.handle_frame(COORDINATOR, &frame, arrived);
-                    },
-                );
+                    deliver,
+                ),
+                ReadOutcome::Idle => idle(&mut port.decoder, &port.rx, Instant::now(), deliver),
             }
         }
         Ok(())
@@ -220,17 +223,23 @@ impl Emulator {
                     let mut buf = [0u8; 512];
                     let served = (|| {
                         while !halt() {
-                            if let ReadOutcome::Bytes(n) =
-                                read_master(&mut reader, &mut buf, IDLE_WAIT)?
-                            {
-                                let mut net = net.lock().unwrap_or_else(PoisonError::into_inner);
-                                receive(decoder, rx, &buf[..n], Instant::now(), |frame, at| {
-                                    tracer.trace(name, "<-", &frame);
-                                    net.handle_frame(i, &frame, at);
-                                });
-                                drop(net);
-                                changed.notify_all();
+                            let outcome = read_master(&mut reader, &mut buf, IDLE_WAIT)?;
+                            if matches!(outcome, ReadOutcome::Idle) && decoder.buffered() == 0 {
+                                continue;
                             }
+                            let mut net = net.lock().unwrap_or_else(PoisonError::into_inner);
+                            let deliver = |frame: FrameRepr, at| {
+                                tracer.trace(name, "<-", &frame);
+                                net.handle_frame(i, &frame, at);
+                            };
+                            match outcome {
+                                ReadOutcome::Bytes(n) => {
+                                    receive(decoder, rx, &buf[..n], Instant::now(), deliver)
+                                }
+                                ReadOutcome::Idle => idle(decoder, rx, Instant::now(), deliver),
+                            }
+                            drop(net);
+                            changed.notify_all();
                         }
                         Ok(())
                     })();

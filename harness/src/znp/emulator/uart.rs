@@ -4,7 +4,7 @@
 use crate::znp::wire_time;
 use serialport::{SerialPort, TTYPort};
 use softbus::link::znp::commands::Command;
-use softbus::link::znp::decoder::Decoder;
+use softbus::link::znp::decoder::{Decoder, IDLE_GAP};
 use softbus::link::znp::frame::FrameRepr;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
@@ -111,6 +111,25 @@ pub(super) fn receive(
         }
     }
     rx.free_at = start + wire_time(bytes.len(), rx.baud);
+}
+
+/// Called when a read found nothing: once the line has been quiet for
+/// [`softbus::link::znp::decoder::IDLE_GAP`] after the last byte, a partial frame is a
+/// fragment (a host that died or was stopped mid-write), as Z-Stack's MT UART idle timeout
+/// decides. The decoder drops it and `deliver` gets any frame found in the bytes after it.
+pub(super) fn idle(
+    decoder: &mut Decoder,
+    rx: &Line,
+    now: Instant,
+    mut deliver: impl FnMut(FrameRepr, Instant),
+) {
+    if decoder.buffered() == 0 || now < rx.free_at + IDLE_GAP {
+        return;
+    }
+    decoder.line_idle();
+    while let Some(frame) = decoder.next_frame() {
+        deliver(frame, rx.free_at);
+    }
 }
 
 /// Writes a frame, releasing each byte only once it has crossed the modelled wire: byte `i`

@@ -21,7 +21,7 @@ use super::commands::{
     CommandError, Payload, Request, RpcErrorRsp, SysPingReq, SysPingRsp, SysVersionReq,
     SysVersionRsp, UtilGetDeviceInfoReq, UtilGetDeviceInfoRsp,
 };
-use super::decoder::{Decoder, DecoderStats};
+use super::decoder::{Decoder, DecoderStats, IDLE_GAP};
 use super::frame::{CommandHeader, CommandType, FrameRepr};
 
 /// How long [`ZnpPort::call`] waits for an SRSP unless told otherwise. Z-Stack answers within
@@ -111,6 +111,8 @@ pub struct ZnpPort {
     areqs: VecDeque<FrameRepr>,
     timeout: Duration,
     stats: PortStats,
+    /// When the last byte arrived: a partial frame older than [`IDLE_GAP`] is a fragment.
+    last_byte: Instant,
 }
 
 impl std::fmt::Debug for ZnpPort {
@@ -165,6 +167,7 @@ impl ZnpPort {
             areqs: VecDeque::new(),
             timeout: DEFAULT_SREQ_TIMEOUT,
             stats: PortStats::default(),
+            last_byte: Instant::now(),
         }
     }
 
@@ -345,19 +348,25 @@ impl ZnpPort {
         match self.port.read(&mut buf) {
             // End of file: the other side hung up (a PTY whose master closed). Not fatal by
             // itself; the deadline decides.
-            Ok(0) => {
-                std::thread::sleep(Duration::from_millis(10));
-                Ok(Instant::now() < deadline)
-            }
+            Ok(0) => std::thread::sleep(Duration::from_millis(10)),
             Ok(n) => {
                 self.stats.bytes_read += n as u64;
                 self.decoder.push(&buf[..n]);
-                Ok(true)
+                self.last_byte = Instant::now();
+                return Ok(true);
             }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(Instant::now() < deadline),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
-            Err(source) => Err(self.io(source)),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
+            Err(source) => return Err(self.io(source)),
         }
+        // A partial frame the line has been quiet on since is a fragment (its start was lost
+        // or flushed): let the decoder drop it and find the frames behind it now, rather than
+        // wait for bytes that are not coming while the SRSP sits in its buffer.
+        if self.decoder.buffered() > 0 && self.last_byte.elapsed() >= IDLE_GAP {
+            self.decoder.line_idle();
+            return Ok(true);
+        }
+        Ok(Instant::now() < deadline)
     }
 
     fn io(&self, source: io::Error) -> PortError {

@@ -52,15 +52,15 @@ pub fn start_stick(
     let step = |step| move |cause| StartError::Port { step, cause };
     let mut port = ZnpPort::open(path, baud).map_err(step("opening the port"))?;
     port.set_timeout(timeout);
-    // A stick that has just been plugged in, or is still working off the requests of a link
-    // that was dropped mid-exchange, can take a moment to answer: ping at least thrice, for up
-    // to five timeouts.
-    let give_up = std::time::Instant::now() + timeout * 5;
+    // A stick that has just been plugged in can take a moment to answer: ping up to thrice.
+    // (A fragment of an earlier session's output ahead of the SRSP is the decoder's business:
+    // it drops it once the line goes quiet, see `decoder::IDLE_GAP`.)
     let mut ping = port.ping();
-    let mut tries = 1;
-    while ping.is_err() && (tries < 3 || std::time::Instant::now() < give_up) {
+    for _ in 0..2 {
+        if ping.is_ok() {
+            break;
+        }
         ping = port.ping();
-        tries += 1;
     }
     ping.map_err(step("SYS_PING"))?;
     port.send(&SysResetReq { reset_type: 1 })
