@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use softbus::wire::msg::Qos;
 use softbus_harness::link::budget::Budgeted;
+use softbus_harness::link::impair::Impaired;
 use softbus_harness::link::Transport;
 use softbus_harness::pics::Pics;
 use softbus_harness::rig::Pixit;
@@ -214,7 +215,10 @@ impl<'a> Ctx<'a> {
         } else {
             self.transport
         };
-        let link = self.dut.link(transport, self.local, timeout)?;
+        let mut link = self.dut.link(transport, self.local, timeout)?;
+        if let Some(profile) = &self.dut.impair {
+            link = std::sync::Arc::new(Impaired::new(link, profile.clone(), seed));
+        }
         let budget = Duration::from_millis(self.pixit.case_timeout_ms);
         let link = std::sync::Arc::new(Budgeted::new(link, self.deadline, budget));
         let mut lt = LowerTester::over(
@@ -279,6 +283,27 @@ impl<'a> Ctx<'a> {
             Err(code) => Err(StepError::Unexpected(format!(
                 "preamble: session to '{service}' rejected with {code}"
             ))),
+        }
+    }
+
+    /// The DUT's time partner (PIXIT `time_partner`), launched for this case if it is virtual:
+    /// NA when the DUT names none, INCONC when it cannot be started. Dropping the handle stops
+    /// it; its log is under `partner/` of the run directory (noted in the harness log).
+    pub fn partner(&mut self) -> Result<DutHandle, StepError> {
+        match self.dut.launch_partner() {
+            None => Err(StepError::NotApplicable(
+                "the DUT's PIXIT names no time_partner (a second device presenting the same                  stream)"
+                    .into(),
+            )),
+            Some(Err(e)) => Err(StepError::Unexpected(format!("preamble: {e}"))),
+            Some(Ok(h)) => {
+                self.note(format!(
+                    "time partner '{}' (its log: {})",
+                    h.dut.name,
+                    h.log_path.display()
+                ));
+                Ok(h)
+            }
         }
     }
 

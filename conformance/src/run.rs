@@ -50,6 +50,9 @@ pub struct RunOptions {
     pub fault: Option<String>,
     /// Legal variant for the virtual DUT ([`crate::variant::Variant::parse`]).
     pub variant: Option<String>,
+    /// Impairment profile on the tester's side of every link
+    /// ([`softbus_harness::link::impair::Profile::named`]).
+    pub impair: Option<String>,
     /// Seed (random when `None`).
     pub seed: Option<u64>,
     /// Print a progress line per case.
@@ -175,6 +178,14 @@ impl Session {
         }
         let mut handle = DutHandle::new(&d, fault, dir).map_err(UsageError)?;
         handle.overrides = variant.map(|v| v.overrides()).unwrap_or_default();
+        handle.partner = match &d.pixit.time_partner {
+            Some(name) => Some(
+                rig.dut(name)
+                    .map_err(|e| UsageError(e.to_string()))?
+                    .clone(),
+            ),
+            None => None,
+        };
         handle.ensure_running().map_err(UsageError)?;
         Ok(Session {
             rig,
@@ -387,6 +398,13 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
         ),
         None => None,
     };
+    let impair = match &opts.impair {
+        Some(name) => Some(
+            softbus_harness::link::impair::Profile::named(name)
+                .map_err(|e| UsageError(format!("--impair: {e}")))?,
+        ),
+        None => None,
+    };
     let selected: Vec<&Case> = cases
         .iter()
         .filter(|c| matches_filter(c, opts.filter.as_deref()))
@@ -419,6 +437,7 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
         &opts.report_dir,
         seed,
     )?;
+    session.dut.impair = impair.clone();
     let mut results =
         ResultsLog::create(&opts.report_dir).map_err(|e| UsageError(e.to_string()))?;
 
@@ -445,6 +464,9 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
         );
         if let Some(v) = &variant {
             println!("legal variant {}: {}", v.name, v.describe());
+        }
+        if let Some(p) = &impair {
+            println!("impaired links: {} ({})", p.name, p.source);
         }
     }
     let mut reports = Vec::new();
@@ -536,6 +558,7 @@ pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {
         variant: variant
             .as_ref()
             .map(|v| format!("{} ({})", v.name, v.describe())),
+        impair: impair.as_ref().map(|p| p.name.clone()),
     };
     let ran: std::collections::HashSet<&str> = reports.iter().map(|r| r.id.as_str()).collect();
     let not_run: Vec<String> = selected

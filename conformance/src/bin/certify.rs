@@ -57,6 +57,11 @@ struct Args {
     /// Every case must still pass.
     #[arg(long, value_name = "VARIANT")]
     variant: Option<String>,
+    /// Impair every link on the tester's side with a named profile (lossy-wifi,
+    /// congested-ble, noisy-zigbee): delay, jitter, bursty loss, reordering, duplication, a
+    /// rate limit, drawn from the seed. TCP cases open their own streams, unimpaired.
+    #[arg(long, value_name = "PROFILE")]
+    impair: Option<String>,
     /// Seed for every random choice (logged in the report); random by default.
     #[arg(long)]
     seed: Option<u64>,
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
         baseline: args.baseline,
         fault: args.fault.filter(|f| f != "none"),
         variant: args.variant,
+        impair: args.impair,
         seed: args.seed,
         progress: !args.quiet,
         transports: args.transport,

@@ -18,12 +18,14 @@
 //! bound on top of the DUT's. The tester runs its timebase at chosen offsets from its own clock
 //! (far ahead, far behind), so a DUT that ignores the offset, or gets its sign wrong, is seen.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use softbus::time::{ClockFilter, Estimate, Exchange};
 use softbus::wire::msg::{ChannelKind, MsgBody, Qos};
 use softbus::wire::Code;
+use softbus_harness::link::Transport;
 use softbus_harness::timing::Histogram;
 
 use crate::case::{Case, Ctx, Measured};
@@ -139,6 +141,15 @@ pub fn cases() -> Vec<Case> {
             pixit: &[],
             transport: "udp",
             run: drops_what_cannot_be_presented,
+        },
+        Case {
+            id: "SB-TIME-007",
+            title: "two devices present one timed stream together: each within T_PRESENT of the presentation time, the inter-device skew reported",
+            requirements: &["TIME-10", "TIME-7"],
+            pics: "TIME && SESS_STREAM",
+            pixit: &["time_partner", "time_error_bound_us"],
+            transport: "udp",
+            run: two_devices_present_together,
         },
     ]
 }
@@ -753,6 +764,211 @@ fn drops_what_cannot_be_presented(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
             format!("{:?}", m.body),
         );
     }
+    ctx.pass();
+    Ok(())
+}
+
+/// Timed messages the skew case sends to each device: enough for a p99.
+const SKEW_MESSAGES: u32 = 100;
+
+/// Pump both connections, a few milliseconds each in turn, for `d`: the tester answers both
+/// devices' TIME_REQUESTs and ACKs while it streams.
+fn pump_both(a: &mut SecureConn, b: &mut SecureConn, d: Duration) -> Result<(), StepError> {
+    let end = Instant::now() + d;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        a.pump(left.min(Duration::from_millis(2)))?;
+        b.pump(left.min(Duration::from_millis(2)))?;
+    }
+}
+
+/// The `presented` events among `events` by msg_id: when each was presented in the tester's
+/// timebase (the device's `at_us` through `truth`, the tester's measurement of its clock) and
+/// its presentation time; and the events that lack those fields.
+fn presented_in_tester_time(
+    events: &[Value],
+    truth: &Estimate,
+) -> (BTreeMap<u32, (i128, i128)>, Vec<String>) {
+    let mut by_id = BTreeMap::new();
+    let mut malformed = Vec::new();
+    for e in events.iter().filter(|e| e["type"] == "presented") {
+        match (
+            e["msg_id"].as_u64(),
+            e["at_us"].as_u64(),
+            e["pts_us"].as_u64(),
+        ) {
+            (Some(id), Some(at), Some(pts)) => {
+                let at = at as i128 - truth.offset_us as i128;
+                by_id.insert(id as u32, (at, pts as i128));
+            }
+            _ => malformed.push(e.to_string()),
+        }
+    }
+    (by_id, malformed)
+}
+
+/// [TIME-10] on one device's presentations: at least 90% of `n` presented, none before 1 ms
+/// ahead of its presentation time or after T_PRESENT, with the tester's own bound on top.
+fn check_presented_on_time(
+    ctx: &mut Ctx<'_>,
+    who: &str,
+    presented: &BTreeMap<u32, (i128, i128)>,
+    truth: &Estimate,
+    n: u32,
+) {
+    let slack = truth.error_us as i128;
+    let early = presented
+        .values()
+        .filter(|(at, pts)| at - pts < -(EARLY.as_micros() as i128) - slack)
+        .count();
+    let late = presented
+        .values()
+        .filter(|(at, pts)| at - pts > T_PRESENT.as_micros() as i128 + slack)
+        .count();
+    ctx.note(format!(
+        "{who}: {} of {n} presented; tester's clock bound {} µs; early {early}, late {late}",
+        presented.len(),
+        truth.error_us
+    ));
+    ctx.check(
+        "TIME-10",
+        presented.len() as u32 >= n * 9 / 10,
+        format!("{who}: at least 90% of the {n} timed messages presented"),
+        format!("{} presented", presented.len()),
+    );
+    ctx.check(
+        "TIME-10",
+        early == 0 && late == 0,
+        format!("{who}: every message presented between 1 ms before and 5 ms after its presentation time"),
+        format!("{early} early, {late} late"),
+    );
+}
+
+fn two_devices_present_together(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+    let mut partner = ctx.partner()?;
+    let pics = partner.dut.pics.clone().unwrap_or_default();
+    if !(pics.get("TIME") && pics.get("SESS_STREAM")) {
+        return Err(StepError::NotApplicable(format!(
+            "the time partner '{}' does not claim TIME and SESS_STREAM",
+            partner.dut.name
+        )));
+    }
+    let name = partner.dut.name.clone();
+    let mut pctx = Ctx::new(&mut partner, pics, ctx.seed ^ 0x7107, Transport::Udp);
+    let result = skew_between(ctx, &mut pctx, &name);
+    // The partner's side of the exchange is this case's evidence too.
+    ctx.keys.append(&mut pctx.keys);
+    for line in pctx.log.drain(..) {
+        ctx.note(format!("partner: {line}"));
+    }
+    for line in pctx.control_transcript() {
+        ctx.note(format!("partner control: {line}"));
+    }
+    result
+}
+
+fn skew_between(ctx: &mut Ctx<'_>, pctx: &mut Ctx<'_>, name: &str) -> Result<(), StepError> {
+    let (lt_a, mut a, sid_a) = ctx.session("sink", ChannelKind::Stream)?;
+    let (lt_b, mut b, sid_b) = pctx.session("sink", ChannelKind::Stream)?;
+    let (me_a, me_b) = (
+        lt_a.identity.device_id().to_hex(),
+        lt_b.identity.device_id().to_hex(),
+    );
+    let t = ctx.timeout();
+    // One source timebase for both, two hours behind the tester's own clock: a device that
+    // ignores its estimate presents nothing on time, and the two only agree through it.
+    let clock = TesterClock::new(-7_200_000_000);
+    a.clock = Some(clock);
+    b.clock = Some(clock);
+    let synced = dut_sync(ctx, &mut a, &me_a, "high", 4);
+    let Some(_) = ctx.must(
+        "TIME-10",
+        "the DUT's offset estimate after time_sync",
+        synced,
+    ) else {
+        return Ok(());
+    };
+    let synced = dut_sync(pctx, &mut b, &me_b, "high", 4);
+    let Some(_) = ctx.must(
+        "TIME-10",
+        "the partner's offset estimate after time_sync",
+        synced,
+    ) else {
+        return Ok(());
+    };
+    ctx.upper()?.skip_events()?;
+    pctx.upper()?.skip_events()?;
+    let lead = lead(ctx);
+    let n = SKEW_MESSAGES;
+    for i in 0..n {
+        let pts_us = clock.now_us() + lead.as_micros() as u64;
+        for (c, session_id) in [(&mut a, sid_a), (&mut b, sid_b)] {
+            c.send(
+                MsgBody::TimedData {
+                    session_id,
+                    msg_id: i + 1,
+                    frag_index: 0,
+                    frag_count: 1,
+                    pts_us,
+                    payload: format!("frame {i:04}").into_bytes(),
+                },
+                false,
+            )?;
+        }
+        pump_both(&mut a, &mut b, Duration::from_millis(20))?;
+    }
+    // Everything is due within `lead`; T_PRESENT and the control round trip are well inside
+    // the extra half second.
+    pump_both(&mut a, &mut b, lead + Duration::from_millis(500))?;
+    let truth_a = measure_dut(&mut a, &clock, TESTER_EXCHANGES, t)?;
+    let truth_b = measure_dut(&mut b, &clock, TESTER_EXCHANGES, t)?;
+    let (on_a, bad_a) = presented_in_tester_time(&ctx.upper()?.poll_events()?, &truth_a);
+    let (on_b, bad_b) = presented_in_tester_time(&pctx.upper()?.poll_events()?, &truth_b);
+    ctx.check(
+        "TIME-15",
+        bad_a.is_empty() && bad_b.is_empty(),
+        "presented events with msg_id, at_us and pts_us",
+        format!("{:?}", bad_a.iter().chain(&bad_b).collect::<Vec<_>>()),
+    );
+    check_presented_on_time(ctx, "DUT", &on_a, &truth_a, n);
+    check_presented_on_time(ctx, &format!("partner '{name}'"), &on_b, &truth_b, n);
+    let mut hist = Histogram::new();
+    let mut worst = (0u32, 0i128);
+    for (id, (at_a, _)) in &on_a {
+        if let Some((at_b, _)) = on_b.get(id) {
+            let skew = at_a - at_b;
+            hist.record_us(skew.unsigned_abs() as u64);
+            if skew.abs() > worst.1.abs() {
+                worst = (*id, skew);
+            }
+        }
+    }
+    // Each device presents within [-1 ms, +5 ms] of the presentation time ([TIME-10]), as the
+    // tester measures it to within its own bound: so two of them within 6 ms of each other.
+    let apart = (EARLY + T_PRESENT).as_micros() as i128
+        + truth_a.error_us as i128
+        + truth_b.error_us as i128;
+    ctx.note(format!(
+        "{} messages presented by both; skew (DUT minus partner) largest {} µs at msg_id {}",
+        hist.count(),
+        worst.1,
+        worst.0
+    ));
+    ctx.check(
+        "TIME-10",
+        worst.1.abs() <= apart,
+        format!("both presentations of each message within {apart} µs of each other (6 ms and the tester's bounds)"),
+        format!("{} µs apart at msg_id {}", worst.1, worst.0),
+    );
+    let bound = ctx.pixit.time_error_bound_us_on("udp") + pctx.pixit.time_error_bound_us_on("udp");
+    ctx.measured = Some(Measured {
+        histogram: hist,
+        bound: EARLY + T_PRESENT + Duration::from_micros(bound),
+        floor: None,
+    });
     ctx.pass();
     Ok(())
 }

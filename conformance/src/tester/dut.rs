@@ -64,6 +64,12 @@ pub struct DutHandle {
     /// Open non-IP links, kept across cases of one launch (opening one resets a radio or
     /// scans and connects, which each case should not pay for).
     links: BTreeMap<Transport, Arc<dyn DatagramLink>>,
+    /// The rig's `[[dut]]` named by PIXIT `time_partner`, ports not yet allocated: the case
+    /// that needs it launches it ([`DutHandle::launch_partner`]) and stops it when done.
+    pub partner: Option<Dut>,
+    run_dir: PathBuf,
+    /// The impairment every lower tester's link gets (`certify --impair`).
+    pub impair: Option<softbus_harness::link::impair::Profile>,
 }
 
 /// Find `softbusd` next to the running binary, building it if it is missing (`SOFTBUSD`
@@ -257,7 +263,23 @@ impl DutHandle {
             zigbee,
             ble,
             links: BTreeMap::new(),
+            partner: None,
+            run_dir: run_dir.to_path_buf(),
+            impair: None,
         })
+    }
+
+    /// A handle on the time partner (PIXIT `time_partner`), launched if it is virtual, with its
+    /// working directory and log under `partner/` of the run directory. `None` when the DUT
+    /// has no partner. Dropping the handle stops what it launched.
+    pub fn launch_partner(&self) -> Option<Result<DutHandle, String>> {
+        let partner = self.partner.as_ref()?;
+        let dir = self.run_dir.join("partner");
+        Some(DutHandle::new(partner, None, &dir).and_then(|mut h| {
+            h.ensure_running()
+                .map_err(|e| format!("time partner '{}': {e}", partner.name))?;
+            Ok(h)
+        }))
     }
 
     /// Whether the harness launches this DUT.

@@ -14,6 +14,7 @@
 
 pub mod ble;
 pub mod budget;
+pub mod impair;
 pub mod trace;
 pub mod udp;
 pub mod zigbee;

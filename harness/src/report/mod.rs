@@ -139,6 +139,9 @@ pub struct Provenance {
     /// The legal variant a virtual DUT ran with (`certify --variant`): its name and settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+    /// The impairment profile on the tester's side of every link (`certify --impair`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<String>,
 }
 
 /// Latency measured by a timed case.
@@ -506,6 +509,7 @@ pub(crate) mod test_support {
             dut: "reference".into(),
             fault: None,
             variant: None,
+            impair: None,
         }
     }
 

@@ -53,6 +53,10 @@ pub struct Pixit {
     /// Error bounds that replace `time_error_bound_us` on one transport, µs, by transport name:
     /// a slow link's round trip bounds how well a clock can be learnt over it.
     pub transport_time_error_bound_us: BTreeMap<String, u64>,
+    /// Another `[[dut]]` of this rig that presents the same timed stream as this DUT, so that
+    /// SB-TIME-007 can measure how far apart two devices present one message (spec 17.4). It
+    /// needs `[dut.udp]` and a control channel. None (the default): that case is NA.
+    pub time_partner: Option<String>,
 }
 
 impl Default for Pixit {
@@ -74,6 +78,7 @@ impl Default for Pixit {
             ble_connection_interval_us: None,
             time_error_bound_us: 2000,
             transport_time_error_bound_us: BTreeMap::new(),
+            time_partner: None,
         }
     }
 }

@@ -481,3 +481,48 @@ fn an_unknown_pics_name_is_refused_with_its_place_and_the_nearest_known_name() {
     let (_, _, msg) = invalid(&MINIMAL.replace("DISC_COAP = true", "QUANTUM_TUNNEL = true"));
     assert!(msg.contains("the suite knows DISC_COAP, PAIR_PIN"), "{msg}");
 }
+
+/// MINIMAL with a second DUT `b` and `a` naming `partner` as its time partner.
+fn with_partner(partner: &str, b_extra: &str) -> String {
+    let text = MINIMAL.replace(
+        "[dut.pics]\nDISC_COAP = true\n",
+        &format!("[dut.pics]\nDISC_COAP = true\n\n[dut.pixit]\ntime_partner = \"{partner}\"\n"),
+    );
+    format!(
+        "{text}\n[[dut]]\nname = \"b\"\nkind = \"external\"\n{b_extra}\n[dut.control]\nkind = \"tcp\"\naddress = \"192.0.2.8:7000\"\n\n[dut.pics]\nTIME = true\n"
+    )
+}
+
+#[test]
+fn a_time_partner_is_another_dut_with_udp_and_a_control_channel() {
+    let udp = "\n[dut.udp]\nhost = \"192.0.2.8\"\nport = 40000\n";
+    let rig = parse(&with_partner("b", udp)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rig.duts[0].pixit.time_partner.as_deref(), Some("b"));
+    // Without --dut, the run certifies the DUT that is nobody's partner.
+    assert_eq!(rig.select_dut(None).unwrap().name, "a");
+
+    for (partner, extra, says) in [
+        ("a", udp, "names this DUT itself"),
+        (
+            "c",
+            udp,
+            "names 'c', which is not a DUT of this rig (it has a, b)",
+        ),
+        (
+            "b",
+            "\n[dut.tcp]\nhost = \"192.0.2.8\"\nport = 40001\n",
+            "names 'b', which has no [dut.udp]",
+        ),
+    ] {
+        let (key, _, msg) = invalid(&with_partner(partner, extra));
+        assert_eq!(key, "dut[0].pixit.time_partner", "{msg}");
+        assert!(msg.contains(says), "{msg}");
+    }
+    let no_control = with_partner("b", udp).replace(
+        "kind = \"tcp\"\naddress = \"192.0.2.8:7000\"",
+        "kind = \"none\"",
+    );
+    let (key, _, msg) = invalid(&no_control);
+    assert_eq!(key, "dut[0].pixit.time_partner", "{msg}");
+    assert!(msg.contains("no control channel"), "{msg}");
+}

@@ -134,16 +134,30 @@ impl Rig {
             })
     }
 
-    /// The DUT called `name`, or the only DUT when `name` is `None` and there is exactly one.
+    /// The DUT called `name`; when `name` is `None`, the only DUT, or the only one that is not
+    /// another's `time_partner` (PIXIT).
     pub fn select_dut(&self, name: Option<&str>) -> Result<&Dut, RigError> {
         match (name, self.duts.as_slice()) {
             (Some(n), _) => self.dut(n),
             (None, [only]) => Ok(only),
-            (None, _) => Err(RigError::UnknownDut {
-                path: self.path.clone(),
-                name: None,
-                known: self.dut_names(),
-            }),
+            // A DUT that is only there as another's time partner is not what a run certifies.
+            (None, duts) => match duts
+                .iter()
+                .filter(|d| {
+                    !duts
+                        .iter()
+                        .any(|o| o.pixit.time_partner.as_deref() == Some(d.name.as_str()))
+                })
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
+                [only] => Ok(only),
+                _ => Err(RigError::UnknownDut {
+                    path: self.path.clone(),
+                    name: None,
+                    known: self.dut_names(),
+                }),
+            },
         }
     }
 
@@ -203,6 +217,32 @@ impl Rig {
                 ));
             }
             dut.validate(src, &at)?;
+        }
+        for (i, dut) in self.duts.iter().enumerate() {
+            let Some(partner) = &dut.pixit.time_partner else {
+                continue;
+            };
+            let path = [key("dut"), Seg::Index(i), key("pixit"), key("time_partner")];
+            let problem = match self.duts.iter().find(|d| &d.name == partner) {
+                _ if partner == &dut.name => Some(
+                    "names this DUT itself; name another [[dut]] of the rig that presents the                      same stream"
+                        .to_owned(),
+                ),
+                None => Some(format!(
+                    "names '{partner}', which is not a DUT of this rig (it has {})",
+                    self.dut_names().join(", ")
+                )),
+                Some(p) if p.udp.is_none() => Some(format!(
+                    "names '{partner}', which has no [dut.udp]: the tester reaches the partner                      over UDP"
+                )),
+                Some(p) if p.control.kind == ControlKind::None => Some(format!(
+                    "names '{partner}', which has no control channel: the tester reads the                      partner's presentation events through it"
+                )),
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                return Err(src.invalid(&path, format!("time_partner {problem}")));
+            }
         }
         Ok(())
     }

@@ -27,12 +27,19 @@
 //!   way; BLE, one connection interval (PIXIT `ble_connection_interval_us`); UDP, none;
 //! * the ratios SoftBus / baseline and SoftBus / floor, at p50 and p99.
 //!
-//! Progress goes to stderr, the table to stdout. Any failure (the rig does not launch, a
+//! Then, with `--time-rounds` above 0 (the default 10), the TIME figures of each link (see
+//! `time.rs`): the DUT's offset estimate against the truth, the presentation error, and on UDP
+//! the two-device skew when the rig names a time partner.
+//!
+//! Progress goes to stderr, the tables to stdout. Any failure (the rig does not launch, a
 //! pairing or an echo does not complete) exits 2 with what failed and where the DUT's log is.
 //!
 //! ```text
 //! link-bench [--rig rigs/virtual.toml] [--samples 200] [--warmup 10] [--links udp,zigbee,ble]
+//!            [--time-rounds 10] [--timed-messages 40]
 //! ```
+
+mod time;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -93,6 +100,13 @@ struct Args {
     /// The links to measure.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Link::Udp, Link::Zigbee, Link::Ble])]
     links: Vec<Link>,
+    /// TIME: clock estimates taken per link, one per synchronization round (1 s apart); 0
+    /// leaves the TIME figures out.
+    #[arg(long, default_value_t = 10)]
+    time_rounds: u32,
+    /// TIME: timed stream messages presented per link.
+    #[arg(long, default_value_t = 40)]
+    timed_messages: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -183,14 +197,46 @@ fn run(args: &Args, tmp: &Path) -> anyhow::Result<()> {
     handle
         .ensure_running()
         .map_err(|e| anyhow!("launching the rig: {e}"))?;
+    handle.partner = match &dut.pixit.time_partner {
+        Some(name) => Some(rig.dut(name)?.clone()),
+        None => None,
+    };
     let mut rows = Vec::new();
+    let mut time_rows = Vec::new();
     for &link in &args.links {
         let t = link.transport();
-        let r = measure(&mut handle, &pics, link, args, tmp).with_context(|| format!("{t}"));
-        rows.push(r?);
+        let r = measure(&mut handle, &pics, link, args, tmp).with_context(|| format!("{t}"))?;
+        if args.time_rounds > 0 {
+            eprintln!(
+                "link-bench: {t}: TIME: {} estimates, {} timed messages ...",
+                args.time_rounds, args.timed_messages
+            );
+            // Half the shortest round trip: what path asymmetry alone can cost an estimate.
+            let floor = r.softbus.iter().min().map(|d| *d / 2);
+            let tr = time::measure(
+                &mut handle,
+                &pics,
+                t,
+                args.time_rounds,
+                args.timed_messages,
+                floor,
+            )
+            .with_context(|| format!("{t}: TIME"))?;
+            time_rows.push(tr);
+        }
+        rows.push(r);
     }
+    let skew = if args.time_rounds > 0 && args.links.contains(&Link::Udp) {
+        eprintln!("link-bench: udp: TIME: two devices (SB-TIME-007) ...");
+        time::skew(&mut handle, &pics).context("udp: two-device skew")?
+    } else {
+        None
+    };
     handle.stop();
     print_table(&rows, args, &rig_path, &dut.name);
+    if args.time_rounds > 0 {
+        time::print(&time_rows, skew.as_ref());
+    }
     Ok(())
 }
 
