@@ -155,7 +155,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// The DUT's `state` entry for the tester's connection.
-fn my_peer_state(state: &Value, me: &str) -> Value {
+pub fn my_peer_state(state: &Value, me: &str) -> Value {
     state["peers"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["peer"] == json!(me)).cloned())
@@ -527,7 +527,7 @@ fn refuses_bad_responses(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
 }
 
 /// How far ahead of now the tester sets presentation times: room for the link's latency.
-fn lead(ctx: &Ctx<'_>) -> Duration {
+pub fn lead(ctx: &Ctx<'_>) -> Duration {
     (ctx.pixit.latency_bound_on(ctx.transport.as_str()) * 3).max(Duration::from_millis(30))
 }
 

@@ -14,9 +14,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use serde_json::json;
 use softbus::wire::msg::{ChannelKind, MsgBody};
 use softbus_conformance::case::Ctx;
+use softbus_conformance::cases::time::{lead, my_peer_state};
 use softbus_conformance::tester::clock::TesterClock;
 use softbus_conformance::tester::dut::DutHandle;
 use softbus_harness::link::Transport;
@@ -74,15 +75,6 @@ fn truth(ctx: &mut Ctx<'_>, clock: &TesterClock) -> anyhow::Result<(i128, u64)> 
     Ok((offset, unc))
 }
 
-/// The DUT's `time` entry for peer `me`.
-fn time_entry(state: &Value, me: &str) -> Value {
-    state["peers"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["peer"] == json!(me)))
-        .map(|p| p["time"].clone())
-        .unwrap_or(Value::Null)
-}
-
 /// Offset and presentation error over link `t`: `rounds` estimates one period apart, then
 /// `messages` timed messages on a stream session to `sink`.
 pub fn measure(
@@ -120,7 +112,7 @@ pub fn measure(
         if Instant::now() < next {
             continue;
         }
-        let time = time_entry(&ctx.upper()?.state()?, &me);
+        let time = my_peer_state(&ctx.upper()?.state()?, &me)["time"].clone();
         let (Some(off), Some(err)) = (time["offset_us"].as_i64(), time["error_us"].as_u64()) else {
             continue;
         };
@@ -134,7 +126,7 @@ pub fn measure(
         next = Instant::now() + Duration::from_secs(1);
     }
     ctx.upper()?.skip_events()?;
-    let lead = (ctx.pixit.latency_bound_on(t.as_str()) * 3).max(Duration::from_millis(30));
+    let lead = lead(&ctx);
     for i in 0..messages {
         c.send(
             MsgBody::TimedData {
