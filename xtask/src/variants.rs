@@ -10,7 +10,7 @@
 //! The corners run every case. The random variants leave out, unless `--all-cases`, the case
 //! families no knob reaches ([`UNREACHED`]): pairing and discovery run outside connections (no
 //! record, no ACK, frames far below any legal MTU) and TIME messages are small and unreliable.
-//! That keeps CI's five random runs to about 100 s each.
+//! That keeps CI's two random runs to about 110 s each (more seeds: `--seeds N`; CI stays under 45 min).
 //!
 //! Prints one row per variant (its settings, the verdict counts, the time) and every case that
 //! did not pass; each run's report is kept under `--report-dir` (default `target/variants`).
