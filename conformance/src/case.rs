@@ -121,6 +121,8 @@ pub struct Ctx<'a> {
     /// When the case's time budget (PIXIT `case_timeout_ms`) runs out.
     pub deadline: std::time::Instant,
     counter: u64,
+    /// The impaired links of this case's lower testers (for [`Ctx::path_losses`]).
+    impaired_links: Vec<std::sync::Arc<Impaired>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -147,6 +149,7 @@ impl<'a> Ctx<'a> {
             transport,
             deadline: std::time::Instant::now() + Duration::from_millis(case_timeout_ms),
             counter: 0,
+            impaired_links: Vec::new(),
         }
     }
 
@@ -217,7 +220,9 @@ impl<'a> Ctx<'a> {
         };
         let mut link = self.dut.link(transport, self.local, timeout)?;
         if let Some(profile) = &self.dut.impair {
-            link = std::sync::Arc::new(Impaired::new(link, profile.clone(), seed));
+            let impaired = std::sync::Arc::new(Impaired::new(link, profile.clone(), seed));
+            self.impaired_links.push(impaired.clone());
+            link = impaired;
         }
         let budget = Duration::from_millis(self.pixit.case_timeout_ms);
         let link = std::sync::Arc::new(Budgeted::new(link, self.deadline, budget));
@@ -228,7 +233,40 @@ impl<'a> Ctx<'a> {
             timeout,
         );
         lt.identity = lt.random_identity();
+        lt.lossy = self.dut.impair.is_some();
         Ok(lt)
+    }
+
+    /// The impairment on the tester's links (`certify --impair`), if any.
+    pub fn impaired(&self) -> Option<&softbus_harness::link::impair::Profile> {
+        self.dut.impair.as_ref()
+    }
+
+    /// Datagrams the impairment of this case's links has lost so far, both directions (0 on a
+    /// clean link): a case can tell whether a stimulus or an answer may have been lost.
+    pub fn path_losses(&self) -> u64 {
+        self.impaired_links
+            .iter()
+            .map(|l| {
+                let (a, b) = l.shaper_stats();
+                a.lost + a.too_long + b.lost + b.too_long
+            })
+            .sum()
+    }
+
+    /// Datagrams the impairment of this case's links has lost, reordered or duplicated so far,
+    /// both directions (0 on a clean link).
+    pub fn path_disturbances(&self) -> u64 {
+        self.impaired_links
+            .iter()
+            .map(|l| {
+                let (a, b) = l.shaper_stats();
+                [a, b]
+                    .iter()
+                    .map(|s| s.lost + s.too_long + s.reordered + s.duplicated)
+                    .sum::<u64>()
+            })
+            .sum()
     }
 
     /// Preamble: pair `lt` with the DUT using the PIXIT PIN.

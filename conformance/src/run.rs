@@ -225,6 +225,18 @@ impl Session {
                 None,
             );
         }
+        if let (Some(profile), Some(why)) =
+            (&self.dut.impair, crate::cases::needs_clean_link(case.id))
+        {
+            return report(
+                &CaseOutcome::not_applicable(format!(
+                    "needs a clean link under --impair {}: {why}",
+                    profile.name
+                )),
+                vec![],
+                None,
+            );
+        }
         if let Err(e) = self.dut.ensure_running() {
             let mut o = CaseOutcome::new();
             o.error(format!("cannot (re)launch the DUT: {e}"));
@@ -258,34 +270,71 @@ impl Session {
             .unwrap_or(0);
 
         let seed = self.seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let pics = self.pics.clone();
-        let mut ctx = Ctx::new(&mut self.dut, pics, seed, case.tester_transport());
-        ctx.note(format!("case {} seed {seed:#018x}", case.id));
-        if let Some(n) = capture_note {
-            ctx.note(n);
-        }
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| (case.run)(&mut ctx)));
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(StepError::Io(e))) => ctx.outcome.error(format!("harness I/O error: {e}")),
-            Ok(Err(StepError::NotApplicable(why))) => ctx.not_applicable(why),
-            Ok(Err(e)) => ctx
-                .outcome
-                .inconc(format!("a preamble or step did not complete: {e}")),
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                ctx.outcome
-                    .error(format!("harness bug: the case panicked: {msg}"));
+        // On an impaired link, an attempt that FAILs or is INCONC while the impairment lost,
+        // reordered or duplicated datagrams runs again, up to IMPAIRED_ATTEMPTS times: the
+        // last attempt's verdict stands (a defect fails every attempt; a verdict the path's
+        // disturbance caused rarely repeats). An attempt the path left alone is never repeated,
+        // and on a clean link every case runs once.
+        let attempts = if self.dut.impair.is_some() {
+            IMPAIRED_ATTEMPTS
+        } else {
+            1
+        };
+        let mut earlier = Vec::new();
+        let mut attempt = 0;
+        let mut ctx = loop {
+            attempt += 1;
+            let seed = seed.wrapping_add(u64::from(attempt) - 1);
+            let pics = self.pics.clone();
+            let mut ctx = Ctx::new(&mut self.dut, pics, seed, case.tester_transport());
+            ctx.log.append(&mut earlier);
+            ctx.note(format!("case {} seed {seed:#018x}", case.id));
+            if let Some(n) = &capture_note {
+                ctx.note(n.clone());
             }
-        }
-        if !ctx.outcome.is_decided() {
-            ctx.outcome
-                .error("the case assigned no verdict (harness bug)");
-        }
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| (case.run)(&mut ctx)));
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(StepError::Io(e))) => ctx.outcome.error(format!("harness I/O error: {e}")),
+                Ok(Err(StepError::NotApplicable(why))) => ctx.not_applicable(why),
+                Ok(Err(e)) => ctx
+                    .outcome
+                    .inconc(format!("a preamble or step did not complete: {e}")),
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    ctx.outcome
+                        .error(format!("harness bug: the case panicked: {msg}"));
+                }
+            }
+            if !ctx.outcome.is_decided() {
+                ctx.outcome
+                    .error("the case assigned no verdict (harness bug)");
+            }
+            let disturbed = ctx.path_disturbances();
+            let verdict = ctx.outcome.verdict();
+            if attempt < attempts
+                && disturbed > 0
+                && matches!(verdict, Verdict::Fail | Verdict::Inconc)
+                && ctx.dut.exited().is_none()
+            {
+                let why = ctx.outcome.reason();
+                ctx.note(format!(
+                    "attempt {attempt} of {attempts}: {verdict:?} while the impaired path lost, reordered or duplicated {disturbed} datagrams ({why}); running the case again"
+                ));
+                earlier = std::mem::take(&mut ctx.log);
+                continue;
+            }
+            if attempt > 1 {
+                ctx.note(format!(
+                    "attempt {attempt} of {attempts} gives the verdict ({disturbed} datagrams disturbed in it)"
+                ));
+            }
+            break ctx;
+        };
         let mut outcome = std::mem::take(&mut ctx.outcome);
         let log = std::mem::take(&mut ctx.log);
         let transcript = ctx.control_transcript();
@@ -381,6 +430,9 @@ impl Session {
         report(&outcome, evidence, latency)
     }
 }
+
+/// How often a case whose attempt the impaired path disturbed may run under `--impair`.
+pub const IMPAIRED_ATTEMPTS: u32 = 3;
 
 /// Run a whole certification; returns the exit status (0, 1 or 2).
 pub fn certify(opts: &RunOptions, cases: &[Case]) -> Result<i32, UsageError> {

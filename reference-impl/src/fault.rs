@@ -60,6 +60,8 @@ faults! {
     NoDeviceLoss = "no-device-loss", "LIVE-2", "never declares a silent peer lost";
     /// Wrong PINs are never rate-limited.
     NoPinRateLimit = "no-pin-rate-limit", "PAIR-11", "never rate-limits wrong PIN attempts";
+    /// A repeated PAIR_CONFIRM whose PAIR_RESULT was lost is dropped, not answered again.
+    PairConfirmRepeatDropped = "pair-confirm-repeat-dropped", "PAIR-17", "drops a repeat of the PAIR_CONFIRM that ended its last pairing instead of repeating the PAIR_RESULT";
     /// The initiator's key confirmation is not checked.
     AcceptWrongPin = "accept-wrong-pin", "PAIR-7,PAIR-9", "pairs even when the initiator's confirmation (PIN) is wrong";
     /// A frame larger than the link MTU crashes the daemon.

@@ -22,6 +22,69 @@ pub mod sess;
 pub mod steps;
 pub mod time;
 
+/// Cases that need a link that loses, delays and reorders nothing, with why: each judges
+/// every frame the DUT sends, or times them to a few milliseconds, so on an impaired link
+/// (`certify --impair`) a frame the tester's own impairment dropped, delayed or reordered would
+/// be charged to the DUT. Under `--impair` they are NA with this reason (and run on the clean
+/// link of every other run); the other cases are loss-aware (the tester retransmits as the spec
+/// requires of a peer, and judges what a lost frame cannot explain).
+pub const CLEAN_LINK_ONLY: &[(&str, &str)] = &[
+    (
+        "SB-REC-002",
+        "it judges the seq of every record the DUT sends to step by exactly one",
+    ),
+    (
+        "SB-REC-006",
+        "it judges a counter to rise by exactly one for one unreliable record",
+    ),
+    (
+        "SB-PAIR-012",
+        "it sends each repeat of a PAIR_CONFIRM once and expects its answer",
+    ),
+    (
+        "SB-ERR-003",
+        "it sends each malformed message once and expects exactly one ERROR for each",
+    ),
+    (
+        "SB-REL-004",
+        "it sends a fixed out-of-order pattern of messages once each, which loss and reordering change",
+    ),
+    (
+        "SB-REL-005",
+        "it counts every retransmission the DUT sends and times each to 100 ms",
+    ),
+    (
+        "SB-LIVE-001",
+        "it times the gaps between the DUT's heartbeats to a few milliseconds",
+    ),
+    (
+        "SB-TIME-001",
+        "it expects an answer to every unreliable TIME_REQUEST",
+    ),
+    (
+        "SB-TIME-002",
+        "it judges the DUT's error bound against the PIXIT bound, which is a clean link's",
+    ),
+    (
+        "SB-TIME-003",
+        "it counts the DUT's TIME_REQUESTs per round, which a lost TIME_RESPONSE changes",
+    ),
+    (
+        "SB-TIME-006",
+        "it times presentations to the millisecond against a clean link's offset",
+    ),
+];
+
+/// Why `id` (or the case it runs over another link, `<ID>@<link>`) needs a clean link, if it
+/// does ([`CLEAN_LINK_ONLY`]).
+pub fn needs_clean_link(id: &str) -> Option<&'static str> {
+    let base = id.split('@').next().unwrap_or(id);
+    CLEAN_LINK_ONLY
+        .iter()
+        .find(|(c, _)| *c == base)
+        .map(|(_, why)| *why)
+}
+
 /// Cases that judge only what crosses a datagram link with one tester identity, so they run
 /// again on every other link the DUT claims (spec 16: the layers above a link are the same on
 /// all of them). Left out: discovery and TCP (IP only), cases that tell the DUT a tester's IP

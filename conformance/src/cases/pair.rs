@@ -9,6 +9,11 @@
 //! >
 //! > [PAIR-11] A responder that counts its third failure within 60 s MUST enter a lockout [...]
 //!
+//! > [PAIR-17] A responder MUST answer a byte-for-byte repeat, from the same address and within
+//! > 10 s of its PAIR_RESULT, of the PAIR_CONFIRM that ended its last pairing with a
+//! > byte-identical copy of that PAIR_RESULT, without counting a failure, pinning a key or
+//! > reporting an event for it.
+//!
 //! (and PAIR-2, 3, 5, 9, 10, 12, 13: see each case's requirement list.)
 
 use std::time::{Duration, Instant};
@@ -18,6 +23,7 @@ use softbus::wire::frame::{Body, Frame};
 use softbus::wire::Code;
 
 use crate::case::{Case, Ctx};
+use crate::cases::steps::T_RESP;
 use crate::tester::lower::{LowerTester, StepError};
 
 /// The cases of this section.
@@ -122,7 +128,113 @@ pub fn cases() -> Vec<Case> {
             transport: "udp",
             run: unconfirmed_pairing_times_out_as_failure,
         },
+        Case {
+            id: "SB-PAIR-012",
+            title: "answers a repeat of the PAIR_CONFIRM that ended its last pairing with the same PAIR_RESULT, counting nothing",
+            requirements: &["PAIR-17"],
+            pics: "PAIR_PIN && CTRL",
+            pixit: &["pin"],
+            transport: "udp",
+            run: repeated_confirm_answered_again,
+        },
     ]
+}
+
+/// The last PAIR_CONFIRM the tester sent and the last PAIR_RESULT it received, raw.
+fn last_confirm_and_result(lt: &LowerTester) -> Option<(Vec<u8>, Vec<u8>)> {
+    let is = |s: &&crate::tester::lower::Seen, outbound: bool, confirm: bool| {
+        s.outbound == outbound
+            && Frame::parse(&s.bytes).is_ok_and(|f| {
+                if confirm {
+                    matches!(f.body, Body::PairConfirm { .. })
+                } else {
+                    matches!(f.body, Body::PairResult { .. })
+                }
+            })
+    };
+    let confirm = lt.trace.iter().rev().find(|s| is(s, true, true))?;
+    let result = lt.trace.iter().rev().find(|s| is(s, false, false))?;
+    Some((confirm.bytes.clone(), result.bytes.clone()))
+}
+
+/// A lost PAIR_RESULT, as the initiator sees it: repeat the PAIR_CONFIRM `times` times and
+/// check each repeat is answered with a byte-identical copy of the PAIR_RESULT.
+fn repeat_confirm(
+    ctx: &mut Ctx<'_>,
+    lt: &mut LowerTester,
+    what: &str,
+    times: usize,
+) -> Result<(), StepError> {
+    let Some((confirm, result)) = last_confirm_and_result(lt) else {
+        return Err(StepError::Unexpected(format!(
+            "preamble: no PAIR_CONFIRM and PAIR_RESULT of the {what} pairing in the trace"
+        )));
+    };
+    for i in 1..=times {
+        lt.send_raw(&confirm)?;
+        let sent = Instant::now();
+        let again = lt.recv_raw(T_RESP + Duration::from_millis(200))?;
+        let late = sent.elapsed() > T_RESP;
+        ctx.check(
+            "PAIR-17",
+            again.as_deref() == Some(result.as_slice()) && !late,
+            format!("repeat {i} of the {what} pairing's PAIR_CONFIRM answered within T_RESP with a byte-identical PAIR_RESULT"),
+            match &again {
+                None => "no answer".to_string(),
+                Some(b) if b == &result && late => format!("the same PAIR_RESULT after {:?}", sent.elapsed()),
+                Some(b) => format!("{} (the PAIR_RESULT was {})", hex::encode(b), hex::encode(&result)),
+            },
+        );
+    }
+    Ok(())
+}
+
+fn repeated_confirm_answered_again(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+    use crate::cases::rec::{check_delta, must_counters};
+    ctx.fresh_dut()?;
+    let mut lt = ctx.lower()?;
+    let pin = ctx.pixit.pin.clone();
+    // A wrong PIN: one failure. Three repeats of its PAIR_CONFIRM would start a lockout if
+    // they counted (PAIR-11), and must each get the same PAIRING_FAILED.
+    let out = lt.pair(&wrong_pin(&pin), true)?;
+    ctx.check(
+        "PAIR-7",
+        out.status == Code::PairingFailed,
+        "PAIRING_FAILED for a wrong PIN",
+        out.status.to_string(),
+    );
+    let before = must_counters(ctx)?;
+    repeat_confirm(ctx, &mut lt, "failed", 3)?;
+    check_delta(
+        ctx,
+        "PAIR-17",
+        &before,
+        "pairing_failures",
+        0..=0,
+        "(three repeated PAIR_CONFIRMs)",
+    )?;
+    // The right PIN still pairs (no lockout), and a repeat of its PAIR_CONFIRM gets the same OK.
+    let ok = lt.pair(&pin, false)?;
+    ctx.check(
+        "PAIR-17",
+        ok.status == Code::Ok,
+        "the right PIN pairs after the repeats (they counted no failure)",
+        ok.status.to_string(),
+    );
+    if ok.status == Code::Ok {
+        ctx.upper()?.skip_events()?;
+        repeat_confirm(ctx, &mut lt, "successful", 1)?;
+        let events = ctx.upper()?.poll_events()?;
+        let paired: Vec<_> = events.iter().filter(|e| e["type"] == "paired").collect();
+        ctx.check(
+            "PAIR-17",
+            paired.is_empty(),
+            "no `paired` event for the repeat",
+            format!("{paired:?}"),
+        );
+    }
+    ctx.pass();
+    Ok(())
 }
 
 fn right_pin_pairs(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
@@ -347,15 +459,15 @@ fn invalid_spake_message_refused(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         .enumerate()
     {
         let pairing_id = 0x6000 + i as u32;
-        lt.send_frame(&Frame {
+        let request = Frame {
             conn_id: 0,
             body: Body::PairRequest {
                 pairing_id,
                 static_key: *lt.identity.public(),
                 spake_msg,
             },
-        })?;
-        let r = lt.expect_frame(t, "an answer to an invalid PAIR_REQUEST", |f| {
+        };
+        let r = lt.exchange(&request, t, "an answer to an invalid PAIR_REQUEST", |f| {
             matches!(&f.body, Body::PairResult { pairing_id: p, .. } | Body::PairResponse { pairing_id: p, .. } if *p == pairing_id)
         });
         match r {
@@ -755,8 +867,7 @@ fn unconfirmed_pairing_times_out_as_failure(ctx: &mut Ctx<'_>) -> Result<(), Ste
             }
         )
     };
-    lt.send_frame(&request)?;
-    let response = lt.expect_frame(t, "PAIR_RESPONSE", is_answer)?;
+    let response = lt.exchange(&request, t, "PAIR_RESPONSE", is_answer)?;
     let pending_since = Instant::now();
     if !matches!(response.body, Body::PairResponse { .. }) {
         ctx.check(

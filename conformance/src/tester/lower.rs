@@ -80,6 +80,17 @@ pub struct LowerTester {
     pub trace: Vec<Seen>,
     /// Link MTU used for fragmentation.
     pub mtu: usize,
+    /// The link may lose frames (`certify --impair`): the tester then retransmits its pairing
+    /// and handshake messages as a peer on a datagram link must ([HS-10], [HS-17], 5.5), so
+    /// that a lost stimulus is not charged to the DUT. Off on a clean link, where a DUT that
+    /// needs a second copy to answer is a DUT that missed the first.
+    pub lossy: bool,
+}
+
+/// The intervals after which the tester repeats a handshake or pairing message that has not
+/// been answered on a lossy link: [HS-10]'s 500 ms, doubling.
+pub fn resend_intervals() -> impl Iterator<Item = Duration> {
+    (0..).map(|i: u32| Duration::from_millis(500) * 2u32.pow(i.min(4)))
 }
 
 /// Outcome of a pairing attempt as initiator.
@@ -122,6 +133,7 @@ impl LowerTester {
             rng: ChaCha20Rng::seed_from_u64(seed),
             timeout,
             trace: Vec::new(),
+            lossy: false,
         }
     }
 
@@ -214,6 +226,40 @@ impl LowerTester {
         self.send_raw(&f.to_vec())
     }
 
+    /// Send `f` and wait up to `timeout` for a frame satisfying `pred`. On a [lossy](Self::lossy)
+    /// link, `f` is repeated byte for byte after [`resend_intervals`] while nothing matching has
+    /// arrived; on a clean link it is sent once.
+    pub fn exchange(
+        &mut self,
+        f: &Frame,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Frame) -> bool,
+    ) -> Result<Frame, StepError> {
+        let bytes = f.to_vec();
+        self.send_raw(&bytes)?;
+        if !self.lossy {
+            return self.expect_frame(timeout, what, pred);
+        }
+        let end = Instant::now() + timeout;
+        let mut intervals = resend_intervals();
+        loop {
+            let now = Instant::now();
+            let resend_at = now + intervals.next().unwrap_or(timeout);
+            let wait = resend_at.min(end).saturating_duration_since(now);
+            match self.expect_frame(wait, what, &pred) {
+                Ok(f) => return Ok(f),
+                Err(StepError::Timeout(..)) if Instant::now() < end => {
+                    self.send_raw(&bytes)?;
+                }
+                Err(StepError::Timeout(..)) => {
+                    return Err(StepError::Timeout(timeout, what.to_string()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     // ------------------------------------------------------------------ pairing
 
     /// Pair as initiator with `pin`. With `confirm_anyway`, a PAIR_CONFIRM is sent even when the
@@ -226,16 +272,17 @@ impl LowerTester {
                 "SPAKE2 message is not 33 bytes".into(),
             ));
         };
-        self.send_frame(&Frame {
+        let request = Frame {
             conn_id: 0,
             body: Body::PairRequest {
                 pairing_id,
                 static_key: *self.identity.public(),
                 spake_msg,
             },
-        })?;
+        };
         let t = self.timeout;
-        let resp = self.expect_frame(t, "PAIR_RESPONSE or PAIR_RESULT", |f| {
+        // A repeat of the PAIR_REQUEST is answered with the same PAIR_RESPONSE ([PAIR-10]).
+        let resp = self.exchange(&request, t, "PAIR_RESPONSE or PAIR_RESULT", |f| {
             matches!(&f.body, Body::PairResponse { pairing_id: p, .. } | Body::PairResult { pairing_id: p, .. } if *p == pairing_id)
         })?;
         let (dut_static, msg_b, confirm_b) = match resp.body {
@@ -276,14 +323,16 @@ impl LowerTester {
                 result_mac_ok: false,
             });
         }
-        self.send_frame(&Frame {
+        // A repeat of the PAIR_CONFIRM is answered with the same PAIR_RESULT ([PAIR-17]).
+        let confirm = Frame {
             conn_id: 0,
             body: Body::PairConfirm {
                 pairing_id,
                 confirm: tr.initiator_confirm(),
             },
-        })?;
-        let res = self.expect_frame(
+        };
+        let res = self.exchange(
+            &confirm,
             t,
             "PAIR_RESULT",
             |f| matches!(&f.body, Body::PairResult { pairing_id: p, .. } if *p == pairing_id),
@@ -342,9 +391,8 @@ impl LowerTester {
                 noise: buf[..n].to_vec(),
             },
         };
-        self.send_frame(&hs1)?;
         let t = self.timeout;
-        let f = self.expect_frame(t, "HANDSHAKE_2 or HANDSHAKE_REJECT", |f| {
+        let f = self.exchange(&hs1, t, "HANDSHAKE_2 or HANDSHAKE_REJECT", |f| {
             f.conn_id == local_id
                 && matches!(
                     f.body,
@@ -404,10 +452,12 @@ impl LowerTester {
             }
             self.send_raw(&stray)?;
         }
-        self.send_frame(&hs3_frame)?;
         // The responder answers a completed handshake with a HEARTBEAT record (or rejects it):
-        // wait for either before calling the connection established.
-        let first = self.expect_frame(
+        // wait for either before calling the connection established. On a lossy link
+        // HANDSHAKE_3 is repeated meanwhile, as [HS-17] has it repeated until a record arrives
+        // (the responder drops repeats of one that completed the handshake, [HS-18]).
+        let first = self.exchange(
+            &hs3_frame,
             t,
             "the DUT's first RECORD or HANDSHAKE_REJECT after HANDSHAKE_3",
             |f| {

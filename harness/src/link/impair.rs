@@ -10,7 +10,10 @@
 //!   (a good and a bad state, each with its own loss probability, and the probabilities of
 //!   moving between them per datagram);
 //! - **delay** with **jitter**: a fixed delay plus a normally distributed term (standard
-//!   deviation `jitter`, cut at zero total delay), as netem's `delay D J distribution normal`;
+//!   deviation `jitter`, cut at zero total delay), as netem's `delay D J distribution normal`,
+//!   but in a queue: a datagram never leaves before the one that entered before it (a MAC's
+//!   transmit queue is FIFO; netem reorders on jitter alone, which no such link does), so only
+//!   `reorder` reorders and every reordering is counted;
 //! - **reordering**: as netem's `reorder`, a datagram skips the delay with probability p and
 //!   overtakes those still delayed;
 //! - **duplication**: a second copy with probability p;
@@ -122,6 +125,17 @@ impl Profile {
         }
     }
 
+    /// What this path adds, at most but for one datagram in about 700, to the round trip of a
+    /// `len`-byte datagram and a `len`-byte answer that it loses neither of: the fixed delay and
+    /// three standard deviations of jitter each way, and the time both take at the bottleneck
+    /// rate. A latency bound judged on the impaired link is the clean link's bound plus this.
+    pub fn round_trip_allowance(&self, len: usize) -> Duration {
+        let serialise = self.rate_bps.map_or(Duration::ZERO, |bps| {
+            Duration::from_secs_f64(len as f64 * 8.0 / bps.max(1) as f64)
+        });
+        (self.delay + self.jitter * 3 + serialise) * 2
+    }
+
     /// A named profile (see [`PROFILE_NAMES`]), or an error listing them.
     pub fn named(name: &str) -> Result<Profile, String> {
         let ms = Duration::from_millis;
@@ -221,6 +235,8 @@ pub struct Shaper {
     bad: bool,
     /// When the bottleneck is free again.
     free_at: Option<Instant>,
+    /// When the last datagram that kept its place in the queue is due.
+    fifo_at: Option<Instant>,
     queue: BinaryHeap<Due>,
     seq: u64,
     stats: ShaperStats,
@@ -254,6 +270,7 @@ impl Shaper {
             rng: ChaCha8Rng::seed_from_u64(seed),
             bad: false,
             free_at: None,
+            fifo_at: None,
             queue: BinaryHeap::new(),
             seq: 0,
             stats: ShaperStats::default(),
@@ -319,7 +336,10 @@ impl Shaper {
             self.stats.reordered += 1;
             now
         } else {
-            now + self.delay()
+            let at = now + self.delay();
+            let at = self.fifo_at.map_or(at, |f| f.max(at));
+            self.fifo_at = Some(at);
+            at
         };
         if let Some(bps) = self.profile.rate_bps.filter(|b| *b > 0) {
             let wire = Duration::from_secs_f64(datagram.len() as f64 * 8.0 / bps as f64);
@@ -638,6 +658,14 @@ mod tests {
         assert!((3.0..5.0).contains(&mean_run), "mean burst {mean_run}");
     }
 
+    fn run_profile_with_jitter() -> Profile {
+        Profile {
+            delay: Duration::from_millis(20),
+            jitter: Duration::from_millis(5),
+            ..Profile::clean("t")
+        }
+    }
+
     #[test]
     fn delay_and_jitter_shift_delivery_and_reorder_lets_some_overtake() {
         let p = Profile {
@@ -657,13 +685,25 @@ mod tests {
             .collect();
         let delayed: Vec<i64> = delays.iter().copied().filter(|d| *d > 0).collect();
         let mean = delayed.iter().sum::<i64>() as f64 / delayed.len() as f64;
-        assert!((17.0..23.0).contains(&mean), "mean delay {mean} ms");
+        // 20 ms on average, plus the queue's wait: datagrams 1 ms apart with 5 ms of jitter
+        // often wait for a later-drawn one before them (about 3.5 ms here).
+        assert!((20.0..26.0).contains(&mean), "mean delay {mean} ms");
         assert!((150..250).contains(&stats.reordered), "{stats:?}");
         let order: Vec<u32> = out
             .iter()
             .map(|(_, d)| u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
             .collect();
         assert!(order.windows(2).any(|w| w[1] < w[0]), "nothing reordered");
+        // Jitter alone keeps the order: only the counted skips overtake.
+        let (fifo, fifo_stats) = run(run_profile_with_jitter(), 2_000, 11);
+        let fifo_order: Vec<u32> = fifo
+            .iter()
+            .map(|(_, d)| u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
+            .collect();
+        assert!(
+            fifo_order.windows(2).all(|w| w[0] < w[1]),
+            "jitter reordered: {fifo_stats:?}"
+        );
     }
 
     #[test]

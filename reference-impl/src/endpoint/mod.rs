@@ -93,6 +93,7 @@ pub struct Endpoint {
     conns: HashMap<u32, Conn>,
     pair_init: HashMap<u32, PairInit>,
     pair_resp: HashMap<(LinkAddr, u32), PairResp>,
+    pair_ended: Option<pair::PairEnded>,
     pair_failures: VecDeque<Instant>,
     lockout_until: Option<Instant>,
     /// The address of the failure that started the lockout ([`Fault::LockoutPerAddress`]).
@@ -134,6 +135,7 @@ impl Endpoint {
             conns: HashMap::new(),
             pair_init: HashMap::new(),
             pair_resp: HashMap::new(),
+            pair_ended: None,
             pair_failures: VecDeque::new(),
             lockout_until: None,
             lockout_from: None,
@@ -279,6 +281,7 @@ impl Endpoint {
         self.conns.clear();
         self.pair_init.clear();
         self.pair_resp.clear();
+        self.pair_ended = None;
         self.pair_failures.clear();
         self.lockout_until = None;
         self.lockout_from = None;

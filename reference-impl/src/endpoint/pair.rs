@@ -19,6 +19,19 @@ pub(super) struct PairResp {
     pub(super) deadline: Instant,
 }
 
+/// The pairing the responder ended last, kept 10 s to answer a repeat of its PAIR_CONFIRM
+/// ([PAIR-17]).
+pub(super) struct PairEnded {
+    pub(super) from: LinkAddr,
+    pub(super) pairing_id: u32,
+    pub(super) confirm: [u8; 32],
+    pub(super) result: Frame,
+    pub(super) until: Instant,
+}
+
+/// How long [`PairEnded`] is kept.
+const PAIR_ENDED_KEPT: Duration = Duration::from_secs(10);
+
 impl Endpoint {
     /// Start PIN pairing with the device at `addr`.
     pub fn pair(&mut self, now: Instant, addr: LinkAddr, pin: &str) -> Result<u32, ApiError> {
@@ -253,12 +266,45 @@ impl Endpoint {
         confirm_a: [u8; 32],
     ) {
         let Some(p) = self.pair_resp.remove(&(from.clone(), pairing_id)) else {
+            // A repeat of the PAIR_CONFIRM that ended the last pairing: its PAIR_RESULT was
+            // lost, answer it again ([PAIR-17]); anything else is dropped.
+            let repeat = self.pair_ended.as_ref().filter(|e| {
+                e.from == from
+                    && e.pairing_id == pairing_id
+                    && e.confirm == confirm_a
+                    && now < e.until
+            });
+            if let Some(e) = repeat {
+                if !self.has(Fault::PairConfirmRepeatDropped) {
+                    let to = e.from.clone();
+                    let result = e.result.clone();
+                    self.send_frame(&to, result);
+                }
+            }
             return;
         };
         let ok =
             ct_eq(&p.transcript.initiator_confirm(), &confirm_a) || self.has(Fault::AcceptWrongPin);
+        let (status, mac) = if ok {
+            (Code::Ok, p.transcript.result_mac(Code::Ok.to_u16()))
+        } else {
+            (Code::PairingFailed, [0; 32])
+        };
+        self.pair_ended = Some(PairEnded {
+            from: from.clone(),
+            pairing_id,
+            confirm: confirm_a,
+            result: Frame {
+                conn_id: 0,
+                body: Body::PairResult {
+                    pairing_id,
+                    status,
+                    mac,
+                },
+            },
+            until: now + PAIR_ENDED_KEPT,
+        });
         if ok {
-            let mac = p.transcript.result_mac(Code::Ok.to_u16());
             let unix = self.unix_time(now);
             let peer = self.trust.pin(&p.peer_key, unix);
             self.pair_result(&from, pairing_id, Code::Ok, mac);
