@@ -258,7 +258,9 @@ impl IntOrTemplate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZigbeeTarget {
-    /// The tester's radio: serial device path (placeholders allowed).
+    /// The tester's radio: serial device path, or a port ser2net shares, `tcp://HOST:PORT`
+    /// (raw) or `rfc2217://HOST:PORT` (Telnet with RFC 2217, which sets the baud rate);
+    /// placeholders allowed.
     pub radio: String,
     /// Its baud rate (default 115200).
     #[serde(default = "default_baud")]

@@ -441,6 +441,10 @@ impl Dut {
                     "radio is empty; give the tester's Zigbee stick, e.g. \"/dev/ttyUSB0\"",
                 ));
             }
+            if !z.radio.contains('{') {
+                softbus::link::serial::SerialAddr::parse(&z.radio)
+                    .map_err(|e| src.invalid(&at(&["zigbee", "radio"]), e.to_string()))?;
+            }
             check_baud(z.baud).map_err(|p| src.invalid(&at(&["zigbee", "baud"]), p))?;
             if !z.address.is_template() {
                 match z.address.parse_literal() {
