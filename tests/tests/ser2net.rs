@@ -5,8 +5,10 @@
 //! the port opens and escapes 0xFF as `IAC IAC`). Through each URL the test pings the stick
 //! (`SYS_PING`), then brings both sticks up as the harness's Zigbee link and sends datagrams
 //! each way between them, with 0xFF bytes in them so the escaping is exercised in both
-//! directions. Everything the test starts (the emulator, ser2net) is killed on drop, also when
-//! it fails.
+//! directions; and `softbusd` brings its Zigbee link up through `rfc2217://` and pairs by PIN
+//! with an in-memory SoftBus endpoint whose frames the harness's link carries over `tcp://`.
+//! Everything the tests start (the emulator, ser2net, the daemon) is killed on drop, also when
+//! they fail.
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -15,10 +17,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use serde_json::json;
 use serde_json::Value;
+use softbus::endpoint::{Config, Endpoint, Event, LinkAddr};
 use softbus::link::znp::commands::capabilities;
 use softbus::link::znp::ZnpPort;
-use softbus_e2e::{binary, require_debian_tool};
+use softbus::trust::TrustStore;
+use softbus::Identity;
+use softbus_e2e::{binary, require_debian_tool, Daemon};
 use softbus_harness::link::zigbee::ZigbeeLink;
 use softbus_harness::link::DatagramLink;
 
@@ -208,5 +214,101 @@ fn a_port_served_without_rfc2217_is_refused_with_what_to_do() -> anyhow::Result<
         "{e}"
     );
     assert!(e.contains("telnet(rfc2217),tcp,PORT"), "{e}");
+    Ok(())
+}
+
+#[test]
+fn softbusd_brings_its_zigbee_link_up_through_rfc2217_and_pairs_over_it() -> anyhow::Result<()> {
+    const PIN: &str = "531842";
+    let (mut emulator, nodes) = start_emulator()?;
+    let (a_pty, a_nwk) = node(&nodes, "a")?;
+    let (b_pty, b_nwk) = node(&nodes, "b")?;
+    let dir = tempfile::tempdir()?;
+    let (raw_port, rfc2217_port) = (free_port()?, free_port()?);
+    let mut ser2net = start_ser2net(
+        dir.path(),
+        &ser2net_yaml(&a_pty, raw_port, &b_pty, rfc2217_port),
+        [raw_port, rfc2217_port],
+    )?;
+    let daemon = Daemon::spawn(
+        &format!(
+            r#"[device]
+name = "zb-remote"
+identity_key = "identity.key"
+trust_store = "trust.json"
+pin = "{PIN}"
+prompt_policy = "approve"
+
+[[capability]]
+name = "speaker.main"
+kind = "speaker"
+
+[listen]
+udp = "127.0.0.1:0"
+
+[discovery]
+enabled = false
+
+[control]
+tcp = "127.0.0.1:0"
+
+[zigbee]
+znp = "rfc2217://127.0.0.1:{rfc2217_port}"
+timeout_ms = 3000
+"#
+        ),
+        None,
+    )?;
+    // The stick was pinged, reset, started and its endpoint registered through RFC 2217.
+    assert_eq!(daemon.bound["zigbee"], json!(b_nwk), "{}", daemon.bound);
+    let dut_id = daemon.bound["device_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    let link = ZigbeeLink::open(&format!("tcp://127.0.0.1:{raw_port}"), BAUD, b_nwk, T)?;
+    let mut ep = Endpoint::new(
+        Config {
+            name: "zb-tester".into(),
+            ..Config::default()
+        },
+        Identity::from_secret([0x3C; 32]),
+        TrustStore::new(),
+        [0x3C; 32],
+        Instant::now(),
+        1_700_000_000,
+    );
+    ep.pair(Instant::now(), LinkAddr::Zigbee(b_nwk), PIN)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let end = Instant::now() + Duration::from_secs(20);
+    let paired = 'drive: loop {
+        while let Some(t) = ep.poll_transmit() {
+            link.send(&t.data)?;
+        }
+        while let Some(e) = ep.poll_event() {
+            if matches!(e, Event::Paired { .. } | Event::PairingFailed { .. }) {
+                break 'drive e;
+            }
+        }
+        if Instant::now() > end {
+            bail!("no pairing result within 20 s over rfc2217:// and tcp://");
+        }
+        if let Some(d) = link.recv(Duration::from_millis(20))? {
+            ep.handle_datagram(Instant::now(), LinkAddr::Zigbee(b_nwk), &d);
+        }
+        ep.handle_timeout(Instant::now());
+    };
+    match &paired {
+        Event::Paired { peer, .. } if peer.to_hex() == dut_id => {}
+        other => bail!("pairing through ser2net: {other:?}"),
+    }
+    let state = daemon.control()?.call(json!({"op": "state"}))?;
+    let z = &state["links"]["zigbee"];
+    assert_eq!(z["up"], json!(true), "{state}");
+    assert_eq!(z["stats"]["bad_segments"], json!(0), "{state}");
+    assert_eq!(link.own_nwk(), a_nwk);
+    ser2net.check_alive()?;
+    emulator.check_alive()?;
+    drop(daemon);
     Ok(())
 }
