@@ -553,3 +553,22 @@ fn a_zigbee_radio_may_be_a_ser2net_url_and_a_bad_one_names_file_key_and_problem(
     assert_eq!(key, "dut[0].zigbee.radio", "{msg}");
     assert!(msg.contains("unknown scheme \"telnet\""), "{msg}");
 }
+
+#[test]
+fn a_serial_path_may_be_a_ser2net_url_and_a_bad_one_names_its_key() {
+    let with = |path: &str| {
+        MINIMAL.replace(
+            "[dut.pics]",
+            &format!("[dut.serial]\npath = \"{path}\"\n\n[dut.pics]"),
+        )
+    };
+    let rig = parse(&with("rfc2217://lab-host-3:3001")).unwrap_or_else(|e| panic!("{e}"));
+    let s = rig.select_dut(None).unwrap().serial.clone().unwrap();
+    assert_eq!(s.path, PathBuf::from("rfc2217://lab-host-3:3001"));
+    let (key, _, msg) = invalid(&with("tcp://lab-host-3:port"));
+    assert_eq!(key, "dut[0].serial.path", "{msg}");
+    assert!(
+        msg.contains("has port \"port\", not a number in 1..=65535"),
+        "{msg}"
+    );
+}

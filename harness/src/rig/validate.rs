@@ -376,6 +376,8 @@ impl Dut {
                     "serial path is empty; give the device, e.g. \"/dev/ttyUSB0\"",
                 ));
             }
+            softbus::link::serial::SerialAddr::parse(&s.path.to_string_lossy())
+                .map_err(|e| src.invalid(&at(&["serial", "path"]), e.to_string()))?;
             check_baud(s.baud).map_err(|p| src.invalid(&at(&["serial", "baud"]), p))?;
         }
         if let Some(b) = &self.ble {
