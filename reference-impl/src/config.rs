@@ -268,7 +268,9 @@ pub struct ControlSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeSection {
-    /// The coordinator's serial port (`/dev/ttyUSB0`, `/dev/pts/3`...), used as written.
+    /// The coordinator's serial port: a device path (`/dev/ttyUSB0`, `/dev/pts/3`...), used as
+    /// written, or a port shared by ser2net, `tcp://HOST:PORT` (raw) or `rfc2217://HOST:PORT`
+    /// (Telnet with RFC 2217: the baud rate is set through it).
     pub znp: PathBuf,
     /// Its baud rate.
     #[serde(default = "default_bridge_baud")]
@@ -330,6 +332,7 @@ impl BridgeSection {
                     .into(),
             );
         }
+        check_serial_addr("bridge.znp", &self.znp)?;
         if self.baud == 0 || self.baud > 12_000_000 {
             return Err(format!(
                 "bridge.baud: {} is not a usable rate; use the coordinator's (115200 for Z-Stack 3 sticks)",
@@ -387,11 +390,22 @@ impl BridgeSection {
     }
 }
 
+/// A serial port key's value must be a path or a `tcp://`/`rfc2217://` address.
+fn check_serial_addr(key: &str, value: &std::path::Path) -> Result<(), String> {
+    let text = value
+        .to_str()
+        .ok_or_else(|| format!("{key}: is not valid UTF-8"))?;
+    crate::link::serial::SerialAddr::parse(text)
+        .map(|_| ())
+        .map_err(|e| format!("{key}: {e}"))
+}
+
 /// `[zigbee]`: SoftBus over a serial-attached Z-Stack 3.x stick (spec 16.2).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZigbeeSection {
-    /// The stick's serial port, used as written.
+    /// The stick's serial port: a device path, used as written, or `tcp://HOST:PORT` /
+    /// `rfc2217://HOST:PORT` for one ser2net shares (see [`BridgeSection::znp`]).
     pub znp: PathBuf,
     /// Its baud rate.
     #[serde(default = "default_bridge_baud")]
@@ -417,6 +431,7 @@ impl ZigbeeSection {
                 "zigbee.znp: is empty; give the stick's serial port, e.g. \"/dev/ttyACM0\"".into(),
             );
         }
+        check_serial_addr("zigbee.znp", &self.znp)?;
         if self.baud == 0 || self.baud > 12_000_000 {
             return Err(format!(
                 "zigbee.baud: {} is not a usable rate; use the stick's (115200 for Z-Stack 3 sticks)",
@@ -799,6 +814,28 @@ capability = "light.onoff.porch"
         bad(
             &format!("{BRIDGE}[zigbee]\nznp = \"/dev/ttyUSB0\"\n"),
             "zigbee.znp",
+        );
+    }
+
+    #[test]
+    fn serial_ports_may_be_ser2net_urls_and_a_bad_url_names_its_key_and_problem() {
+        for url in ["tcp://lab-3:3001", "rfc2217://[::1]:4001"] {
+            let c = load_str(&format!("{GOOD}[zigbee]\nznp = \"{url}\"\n")).unwrap();
+            assert_eq!(c.zigbee.expect("[zigbee]").link_config().port, url);
+        }
+        let e = load_str(&format!("{GOOD}[zigbee]\nznp = \"rfc2217://lab-3\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("d.toml") && e.contains("zigbee.znp: \"rfc2217://lab-3\" has no port"),
+            "{e}"
+        );
+        let e = load_str(&format!("{GOOD}{BRIDGE}").replace("/dev/ttyUSB0", "ser2net://h:1"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bridge.znp: \"ser2net://h:1\" has an unknown scheme"),
+            "{e}"
         );
     }
 }

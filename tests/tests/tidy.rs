@@ -36,6 +36,8 @@ const SANS_IO: &[&str] = &[
     "fault",
     "testing",
     "link/sar",
+    "link/serial/rfc2217",
+    "link/serial/addr",
     "bridge/ops",
 ];
 

@@ -1,8 +1,10 @@
 //! System prerequisites shared by the commands that build or run the harness: the Debian
 //! packages `libpcap-dev` (the `pcap` crate links libpcap), `tshark` (capture checks and the
 //! Wireshark dissector), `pkg-config` (finds libpcap at build time), `libcoap3-bin` (an
-//! off-the-shelf CoAP client for the discovery interop test) and `dbus-daemon` (the private bus
-//! the virtual BlueZ serves `org.bluez` on; libdbus itself is built in, vendored).
+//! off-the-shelf CoAP client for the discovery interop test), `dbus-daemon` (the private bus
+//! the virtual BlueZ serves `org.bluez` on; libdbus itself is built in, vendored) and `ser2net`
+//! (the serial server labs share Zigbee sticks with; `tests/tests/ser2net.rs` runs the Zigbee
+//! link through it over `tcp://` and `rfc2217://`).
 //!
 //! When one is missing and xtask runs as root (`id -u` is 0, as in CI), it runs
 //! `apt-get update` and `apt-get install -y ...` with `DEBIAN_FRONTEND=noninteractive`. As any
@@ -33,6 +35,8 @@ pub enum Probe {
     Command(&'static str),
     /// A development library: installed per dpkg, or known to pkg-config under this name.
     Library(&'static str),
+    /// A package installed per dpkg (a daemon in `/usr/sbin`, off a user's `PATH`).
+    Package,
 }
 
 /// Everything the kit needs from the system.
@@ -56,6 +60,10 @@ pub const PREREQUISITES: &[Prerequisite] = &[
     Prerequisite {
         package: "dbus-daemon",
         probe: Probe::Command("dbus-daemon"),
+    },
+    Prerequisite {
+        package: "ser2net",
+        probe: Probe::Package,
     },
 ];
 
@@ -132,6 +140,7 @@ fn present(p: &Prerequisite) -> bool {
             dpkg_installed(p.package)
                 || quietly_succeeds(Command::new("pkg-config").args(["--exists", lib]))
         }
+        Probe::Package => dpkg_installed(p.package),
     }
 }
 
@@ -231,7 +240,8 @@ mod tests {
                 "tshark",
                 "pkg-config",
                 "libcoap3-bin",
-                "dbus-daemon"
+                "dbus-daemon",
+                "ser2net"
             ]
         );
     }

@@ -158,7 +158,11 @@ fn main() -> ExitCode {
         }
         if let Some(s) = &d.serial {
             let path = s.path.display().to_string();
-            if std::fs::metadata(&s.path).is_err() {
+            // A port ser2net shares (tcp://, rfc2217://) is probed by opening it; a local one
+            // must exist first.
+            let remote =
+                softbus::link::serial::SerialAddr::parse(&path).is_ok_and(|a| a.is_remote());
+            if !remote && std::fs::metadata(&s.path).is_err() {
                 add(
                     "serial",
                     false,

@@ -2,9 +2,10 @@
 //! Z-Stack stick on a serial port (ZNP/MT), sending SoftBus segments as APS payloads to the
 //! DUT's network address and reassembling what the DUT sends back.
 //!
-//! On a lab rig the stick is real hardware (a CC2652 on `/dev/ttyUSB0`); on the virtual rig it
-//! is one node of the emulated network (`znp-emulator --node tester`). Nothing here differs
-//! between the two: the same MT frames cross the same kind of serial line.
+//! On a lab rig the stick is real hardware (a CC2652 on `/dev/ttyUSB0`, or one a serial server
+//! shares: `rfc2217://lab-host:3001`, `tcp://lab-host:3002`, see `softbus::link::serial`); on the
+//! virtual rig it is one node of the emulated network (`znp-emulator --node tester`). Nothing
+//! here differs between them: the same MT frames cross the same kind of serial line.
 //!
 //! Each segment goes out in an `AF_DATA_REQUEST` with APS acknowledgement; the next waits for
 //! the previous one's `AF_DATA_CONFIRM`, so segments arrive in order. A delivery that fails

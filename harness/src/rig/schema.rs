@@ -194,7 +194,8 @@ pub(super) fn default_baud() -> u32 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SerialLink {
-    /// Device path, e.g. `/dev/ttyUSB0`.
+    /// Device path, e.g. `/dev/ttyUSB0`, or a port ser2net shares: `tcp://HOST:PORT`,
+    /// `rfc2217://HOST:PORT`.
     pub path: PathBuf,
     /// Baud rate (default 115200).
     #[serde(default = "default_baud")]
@@ -258,7 +259,9 @@ impl IntOrTemplate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZigbeeTarget {
-    /// The tester's radio: serial device path (placeholders allowed).
+    /// The tester's radio: serial device path, or a port ser2net shares, `tcp://HOST:PORT`
+    /// (raw) or `rfc2217://HOST:PORT` (Telnet with RFC 2217, which sets the baud rate);
+    /// placeholders allowed.
     pub radio: String,
     /// Its baud rate (default 115200).
     #[serde(default = "default_baud")]

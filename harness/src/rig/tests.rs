@@ -526,3 +526,49 @@ fn a_time_partner_is_another_dut_with_udp_and_a_control_channel() {
     assert_eq!(key, "dut[0].pixit.time_partner", "{msg}");
     assert!(msg.contains("no control channel"), "{msg}");
 }
+
+#[test]
+fn a_zigbee_radio_may_be_a_ser2net_url_and_a_bad_one_names_file_key_and_problem() {
+    let with = |radio: &str| {
+        MINIMAL.replace(
+            "[dut.pics]",
+            &format!("[dut.zigbee]\nradio = \"{radio}\"\naddress = 0x1A2B\n\n[dut.pics]"),
+        )
+    };
+    for url in ["tcp://lab-host-3:3001", "rfc2217://[fd00::7]:4001"] {
+        let rig = parse(&with(url)).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let z = rig.select_dut(None).unwrap().zigbee.clone().unwrap();
+        assert_eq!(z.radio, url);
+    }
+    let (key, line, msg) = invalid(&with("rfc2217://lab-host-3"));
+    assert_eq!(key, "dut[0].zigbee.radio", "{msg}");
+    assert!(line.is_some(), "{msg}");
+    assert!(
+        msg.contains("rigs/test.toml")
+            && msg.contains("\"rfc2217://lab-host-3\" has no port (HOST:PORT)")
+            && msg.contains("\"tcp://HOST:PORT\" or \"rfc2217://HOST:PORT\""),
+        "{msg}"
+    );
+    let (key, _, msg) = invalid(&with("telnet://lab-host-3:3001"));
+    assert_eq!(key, "dut[0].zigbee.radio", "{msg}");
+    assert!(msg.contains("unknown scheme \"telnet\""), "{msg}");
+}
+
+#[test]
+fn a_serial_path_may_be_a_ser2net_url_and_a_bad_one_names_its_key() {
+    let with = |path: &str| {
+        MINIMAL.replace(
+            "[dut.pics]",
+            &format!("[dut.serial]\npath = \"{path}\"\n\n[dut.pics]"),
+        )
+    };
+    let rig = parse(&with("rfc2217://lab-host-3:3001")).unwrap_or_else(|e| panic!("{e}"));
+    let s = rig.select_dut(None).unwrap().serial.clone().unwrap();
+    assert_eq!(s.path, PathBuf::from("rfc2217://lab-host-3:3001"));
+    let (key, _, msg) = invalid(&with("tcp://lab-host-3:port"));
+    assert_eq!(key, "dut[0].serial.path", "{msg}");
+    assert!(
+        msg.contains("has port \"port\", not a number in 1..=65535"),
+        "{msg}"
+    );
+}

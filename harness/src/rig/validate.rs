@@ -376,6 +376,8 @@ impl Dut {
                     "serial path is empty; give the device, e.g. \"/dev/ttyUSB0\"",
                 ));
             }
+            softbus::link::serial::SerialAddr::parse(&s.path.to_string_lossy())
+                .map_err(|e| src.invalid(&at(&["serial", "path"]), e.to_string()))?;
             check_baud(s.baud).map_err(|p| src.invalid(&at(&["serial", "baud"]), p))?;
         }
         if let Some(b) = &self.ble {
@@ -440,6 +442,10 @@ impl Dut {
                     &at(&["zigbee", "radio"]),
                     "radio is empty; give the tester's Zigbee stick, e.g. \"/dev/ttyUSB0\"",
                 ));
+            }
+            if !z.radio.contains('{') {
+                softbus::link::serial::SerialAddr::parse(&z.radio)
+                    .map_err(|e| src.invalid(&at(&["zigbee", "radio"]), e.to_string()))?;
             }
             check_baud(z.baud).map_err(|p| src.invalid(&at(&["zigbee", "baud"]), p))?;
             if !z.address.is_template() {

@@ -7,6 +7,8 @@
 //!   packets (spec 16.1);
 //! - [`znp`]: the TI Z-Stack Monitor-and-Test protocol a host speaks to a serial-attached Zigbee
 //!   radio, which the protocol converter ([`crate::bridge`]) and the Zigbee link use;
+//! - [`serial`]: serial lines for [`znp`], local or shared over the network by an access
+//!   server such as ser2net (`tcp://host:port`, `rfc2217://host:port`: RFC 2217 client);
 //! - [`zigbee`]: the Zigbee binding (spec 16.2): SoftBus datagrams as APS payloads;
 //! - [`ble`]: the Bluetooth LE binding (spec 16.3): GATT layout, advert, and the virtual radio
 //!   a peripheral reaches the virtual BlueZ through;
@@ -16,6 +18,7 @@
 pub mod ble;
 pub mod ble_peripheral;
 pub mod sar;
+pub mod serial;
 pub mod zigbee;
 pub mod zigbee_driver;
 pub mod znp;

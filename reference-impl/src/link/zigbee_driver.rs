@@ -493,7 +493,11 @@ impl Worker {
                     "AF_DATA_REQUEST refused with status {:#04x}",
                     r.status
                 )),
-                Err(e @ (PortError::Io { .. } | PortError::Open { .. })) => return Err(e),
+                Err(
+                    e @ (PortError::Io { .. }
+                    | PortError::Open { .. }
+                    | PortError::OpenRemote { .. }),
+                ) => return Err(e),
                 Err(e) => Some(e.to_string()),
             };
             match failure {

@@ -6,16 +6,18 @@
 //! arrive at any moment, including between an SREQ and its SRSP; the port queues them, in
 //! order, for [`ZnpPort::wait_for`] and [`ZnpPort::take_areqs`].
 //!
-//! The port is blocking and owns its serial port; every wait has a deadline. Bytes that are not
+//! The port is blocking and owns its serial line ([`crate::link::serial`]: a local device, or
+//! one an access server such as ser2net shares over `tcp://` or `rfc2217://`); every wait has a
+//! deadline. Bytes that are not
 //! frames (noise, a bootloader's probe bytes) and frames with a bad FCS are dropped by the
 //! [`Decoder`] and counted; so are SRSPs nobody waits for (a late answer to a request that
 //! timed out), which can therefore never be mistaken for the answer to the next one.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::time::{Duration, Instant};
 
-use serialport::{SerialPort, TTYPort};
+use serialport::SerialPort;
 
 use super::commands::{
     CommandError, Payload, Request, RpcErrorRsp, SysPingReq, SysPingRsp, SysVersionReq,
@@ -23,6 +25,7 @@ use super::commands::{
 };
 use super::decoder::{Decoder, DecoderStats, IDLE_GAP};
 use super::frame::{CommandHeader, CommandType, FrameRepr};
+use crate::link::serial::{self, Line, OpenError, PortLine, SerialAddr};
 
 /// How long [`ZnpPort::call`] waits for an SRSP unless told otherwise. Z-Stack answers within
 /// milliseconds; zigpy-znp allows 15 s for slow NV operations.
@@ -44,6 +47,16 @@ pub enum PortError {
         baud: u32,
         /// The serialport error.
         source: serialport::Error,
+    },
+    /// A serial port on the network (`tcp://`, `rfc2217://`), or its address, failed.
+    #[error("cannot open serial port {path} at {baud} baud: {source}")]
+    OpenRemote {
+        /// The address as configured.
+        path: String,
+        /// The baud rate.
+        baud: u32,
+        /// Why (boxed: it is large, and rare).
+        source: Box<OpenError>,
     },
     /// Reading or writing failed.
     #[error("serial I/O on {port} failed: {source}")]
@@ -101,11 +114,7 @@ pub struct PortStats {
 
 /// A ZNP device on a serial port. See the module docs.
 pub struct ZnpPort {
-    port: Box<dyn SerialPort>,
-    /// A second handle on the same TTY, used to leave exclusive mode when the port is dropped:
-    /// on a PTY (whose other end stays open) the flag would otherwise outlive this port and
-    /// lock every later opener but root out with EBUSY.
-    exclusive: Option<TTYPort>,
+    port: Box<dyn Line>,
     name: String,
     decoder: Decoder,
     areqs: VecDeque<FrameRepr>,
@@ -125,43 +134,39 @@ impl std::fmt::Debug for ZnpPort {
     }
 }
 
-impl Drop for ZnpPort {
-    fn drop(&mut self) {
-        if let Some(tty) = self.exclusive.as_mut() {
-            let _ = tty.set_exclusive(false);
-        }
-    }
-}
-
 impl ZnpPort {
-    /// Opens `path` at `baud`, 8N1, no flow control, in exclusive mode (no other program can
-    /// open it until this port is dropped), and discards anything already waiting in the input
-    /// buffer.
+    /// Opens the port at `path` ([`SerialAddr`]: a device path, `tcp://HOST:PORT` or
+    /// `rfc2217://HOST:PORT`) for 8N1 at `baud`, no flow control, and discards anything already
+    /// waiting in the input buffer. A local device is opened in exclusive mode (no other
+    /// program can open it until this port is dropped); over RFC 2217 the server sets the line
+    /// and acknowledges it first; a raw TCP port runs at the rate its server set.
     pub fn open(path: &str, baud: u32) -> Result<ZnpPort, PortError> {
-        let tty = serialport::new(path, baud)
-            .timeout(Duration::from_millis(100))
-            .exclusive(true)
-            .open_native()
-            .map_err(|source| PortError::Open {
+        let remote = |source| PortError::OpenRemote {
+            path: path.to_string(),
+            baud,
+            source: Box::new(source),
+        };
+        let addr = SerialAddr::parse(path).map_err(|e| remote(e.into()))?;
+        let line = serial::open(&addr, baud).map_err(|e| match e {
+            OpenError::Device(source) => PortError::Open {
                 path: path.to_string(),
                 baud,
                 source,
-            })?;
-        let exclusive = tty.try_clone_native().ok();
-        let port: Box<dyn SerialPort> = Box::new(tty);
-        // Stale bytes (a previous session's unread answers) would only be skipped by the
-        // decoder, but clearing them keeps the counters meaningful. A PTY may refuse: harmless.
-        let _ = port.clear(serialport::ClearBuffer::Input);
-        let mut znp = ZnpPort::from_port(port, path);
-        znp.exclusive = exclusive;
-        Ok(znp)
+            },
+            e => remote(e),
+        })?;
+        Ok(ZnpPort::from_line(line, path))
     }
 
     /// Wraps an already open port; `name` is used in error messages.
     pub fn from_port(port: Box<dyn SerialPort>, name: &str) -> ZnpPort {
+        ZnpPort::from_line(Box::new(PortLine(port)), name)
+    }
+
+    /// Wraps an already open line; `name` is used in error messages.
+    pub fn from_line(port: Box<dyn Line>, name: &str) -> ZnpPort {
         ZnpPort {
             port,
-            exclusive: None,
             name: name.to_string(),
             decoder: Decoder::new(),
             areqs: VecDeque::new(),
@@ -343,9 +348,8 @@ impl ZnpPort {
         }
         // Read in short slices so that a deadline is honoured even if the driver rounds up.
         let wait = (deadline - now).min(Duration::from_millis(100));
-        self.port.set_timeout(wait).map_err(|e| self.io(e.into()))?;
         let mut buf = [0u8; 512];
-        match self.port.read(&mut buf) {
+        match self.port.read_timeout(&mut buf, wait) {
             // End of file: the other side hung up (a PTY whose master closed). Not fatal by
             // itself; the deadline decides.
             Ok(0) => std::thread::sleep(Duration::from_millis(10)),
